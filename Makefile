@@ -1,0 +1,35 @@
+# The two commands a user needs first: `make demo` and `make test`. Both set everything up (idempotent).
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.mim-setup-stamp
+export ROS_LOG_DIR ?= $(CURDIR)/build/ros_log
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: setup demo test lint unit graph e2e bench clean
+setup: $(STAMP)
+
+$(STAMP): requirements/ros-kilted.txt requirements/dev.txt setup.py scripts/setup_env.sh scripts/build_interfaces.sh $(wildcard interfaces/*/msg/*.msg interfaces/*/CMakeLists.txt)
+	bash scripts/setup_env.sh $(VENV)
+	touch $@
+
+demo: setup
+	$(PY) -m mim_perception.cli demo
+
+lint: setup
+	$(VENV)/bin/ruff check mim_perception test bench launch
+	$(VENV)/bin/mypy mim_perception
+
+test: setup lint
+	$(PY) -m pytest test
+
+unit: setup
+	$(PY) -m pytest test/unit
+
+graph: setup
+	$(PY) -m pytest test/graph
+
+e2e: setup
+	$(PY) -m pytest test/e2e
+
+clean:
+	rm -rf build $(VENV) .pytest_cache .mypy_cache .ruff_cache
