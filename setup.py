@@ -51,6 +51,9 @@ setup(
     entry_points={
         "console_scripts": [
             "mim-perception = mim_perception.cli:main",
+            # one executable per node, for launch_ros (installed to lib/mim_perception by colcon)
+            "camera_monitor = mim_perception.ros.nodes.camera_monitor:main",
+            "tracker_node = mim_perception.ros.nodes.tracker_node:main",
         ],
     },
 )

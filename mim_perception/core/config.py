@@ -44,7 +44,7 @@ def config_dir() -> Path:
     except Exception:  # noqa: BLE001 - ament index absent or package not indexed
         pass
     for c in candidates:
-        if (c / "tracker.param.yaml").is_file():
+        if (c / "monitor.param.yaml").is_file():
             return c
     raise ConfigError(f"cannot find the mim_perception config directory (looked in {[str(c) for c in candidates]}); set {_ENV_CONFIG_DIR}")
 

@@ -1,0 +1,92 @@
+"""Lifecycle base for our nodes: configure loads + verifies, activate starts publishing.
+
+A failed configure leaves the node unconfigured with ``config_error`` set; the runner reports it and
+exits non-zero. Nodes run standalone (console script) drive their own transitions via ``autostart``.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+
+import rclpy
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+
+from mim_perception.core.errors import MimPerceptionError
+
+
+class MimLifecycleNode(LifecycleNode):
+    """Subclasses implement ``configure()``, ``activate()``, ``deactivate()`` and ``cleanup()`` (plain methods)."""
+
+    def __init__(self, node_name: str, **kwargs: object) -> None:
+        super().__init__(node_name, **kwargs)  # type: ignore[arg-type]
+        self.config_error: str | None = None
+
+    # -- subclass hooks -------------------------------------------------------------------------
+    def configure(self) -> None:
+        """Declare parameters, load and verify resources; raise MimPerceptionError on failure."""
+
+    def activate(self) -> None:
+        """Create subscriptions/timers; publishers are created in configure."""
+
+    def deactivate(self) -> None:
+        """Stop receiving input."""
+
+    def cleanup(self) -> None:
+        """Release what configure acquired."""
+
+    # -- rclpy transitions ----------------------------------------------------------------------
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            self.configure()
+        except MimPerceptionError as e:
+            self.config_error = str(e)
+            self.get_logger().error(f"configure failed: {e}")
+            return TransitionCallbackReturn.FAILURE
+        self.config_error = None
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.activate()
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.deactivate()
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.cleanup()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.cleanup()
+        return TransitionCallbackReturn.SUCCESS
+
+    def bring_up(self) -> None:
+        """configure -> activate, raising MimPerceptionError with the reason if configure fails."""
+        if self.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+            raise MimPerceptionError(f"node {self.get_fully_qualified_name()}: {self.config_error or 'configure failed'}")
+        if self.trigger_activate() != TransitionCallbackReturn.SUCCESS:
+            raise MimPerceptionError(f"node {self.get_fully_qualified_name()}: activate failed")
+
+
+def standalone_main(factory: Callable[..., MimLifecycleNode], name: str, argv: list[str] | None = None) -> int:
+    """Entry point of a node's console script (what launch files start): init, bring up, spin."""
+    args = sys.argv if argv is None else argv
+    rclpy.init(args=args)
+    node = factory(name)
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    try:
+        node.bring_up()
+        executor.spin()
+    except MimPerceptionError as e:
+        print(f"{name}: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0

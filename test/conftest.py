@@ -1,0 +1,53 @@
+"""Shared test fixtures: isolated ROS 2 contexts and bounded waiting."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+
+def _domain_id() -> int:
+    # Each xdist worker (and each concurrent pytest process) gets its own DDS domain so graph tests never
+    # see each other's nodes. Valid Fast DDS domain ids stop at 232.
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    idx = int(worker[2:]) if worker[2:].isdigit() else 0
+    return 10 + (os.getpid() % 180 + idx) % 200
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _ros_env(tmp_path_factory: pytest.TempPathFactory) -> None:
+    os.environ.setdefault("ROS_LOG_DIR", str(tmp_path_factory.mktemp("ros_log")))
+    os.environ["ROS_DOMAIN_ID"] = str(_domain_id())
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    os.environ.setdefault("RCUTILS_LOGGING_BUFFERED_STREAM", "1")
+
+
+@pytest.fixture
+def ros_context() -> Iterator[Any]:
+    """A private rclpy context per test: no global init, always shut down."""
+    import rclpy
+    from rclpy.context import Context
+
+    ctx = Context()
+    rclpy.init(context=ctx)
+    try:
+        yield ctx
+    finally:
+        rclpy.try_shutdown(context=ctx)
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, spin: Callable[[], None] | None = None,
+             what: str = "condition") -> None:
+    """Poll ``predicate`` until true; fail the test after ``timeout`` seconds. ``spin`` runs between polls."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.1f} s waiting for {what}")
+        if spin is not None:
+            spin()
+        else:
+            time.sleep(0.02)
