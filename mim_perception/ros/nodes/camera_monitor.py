@@ -91,7 +91,7 @@ class CameraMonitor(MimLifecycleNode):
                 decode(msg)  # type: ignore[operator]
             except BadImageError as e:
                 self.stats.on_malformed(receive)
-                self.get_logger().warn(f"malformed frame dropped: {e}", throttle_duration_sec=2.0)
+                self.get_logger().warning(f"malformed frame dropped: {e}", throttle_duration_sec=2.0)
                 return
             decode_ms = (time.perf_counter() - t0) * 1e3
         self.stats.on_frame(stamp, receive)
