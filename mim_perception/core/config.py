@@ -41,12 +41,13 @@ def config_dir() -> Path:
         from ament_index_python.packages import get_package_share_directory
 
         candidates.append(Path(get_package_share_directory("mim_perception")) / "config")
-    except Exception:  # noqa: BLE001 - ament index absent or package not indexed
+    except Exception:  # noqa: BLE001, S110 - ament index absent or package not indexed: other candidates apply
         pass
     for c in candidates:
         if (c / "monitor.param.yaml").is_file():
             return c
-    raise ConfigError(f"cannot find the mim_perception config directory (looked in {[str(c) for c in candidates]}); set {_ENV_CONFIG_DIR}")
+    looked = [str(c) for c in candidates]
+    raise ConfigError(f"cannot find the mim_perception config directory (looked in {looked}); set {_ENV_CONFIG_DIR}")
 
 
 def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

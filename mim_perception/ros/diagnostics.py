@@ -26,5 +26,5 @@ def to_status(verdict: Verdict, name: str, hardware_id: str) -> DiagnosticStatus
 
 def to_array(statuses: list[DiagnosticStatus], stamp: object) -> DiagnosticArray:
     msg = DiagnosticArray(status=statuses)
-    msg.header.stamp = stamp  # type: ignore[assignment]
+    msg.header.stamp = stamp
     return msg

@@ -11,9 +11,9 @@ import dataclasses
 import typing
 from typing import Any, TypeVar
 
+from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.exceptions import InvalidParameterTypeException, ParameterException
 from rclpy.node import Node
-from rcl_interfaces.msg import ParameterDescriptor
 
 from mim_perception.core.config import default_params, from_params
 from mim_perception.core.errors import ConfigError
@@ -65,7 +65,7 @@ def declare_and_load(node: Node, cls: type[T], *, prefix: str = "") -> T:
 def unknown_overrides(node: Node, known_prefixes: tuple[str, ...]) -> list[str]:
     """Parameter overrides given to the node (params file / -p) that nothing declared: likely typos."""
     overrides = getattr(node, "_parameter_overrides", {})  # rclpy keeps CLI/file overrides here
-    declared = set(node._parameters.keys())  # noqa: SLF001 - no public accessor in rclpy
+    declared = set(node._parameters.keys())
     return sorted(
         n for n in overrides
         if n not in declared and n != "use_sim_time" and not n.startswith("qos_overrides.")

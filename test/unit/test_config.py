@@ -1,7 +1,6 @@
 """Typed configuration: YAML is the single source of defaults; every bad value names its parameter."""
 
-from dataclasses import field
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import pytest

@@ -54,7 +54,7 @@ def _launch_nodes(monkeypatch, values):
     module = _load_launch(monkeypatch)
     monkeypatch.setattr(_LaunchConfiguration, "values", values)
     items = module.generate_launch_description()
-    opaque = [i for i in items if i.kwargs.get("function")][0]
+    opaque = next(i for i in items if i.kwargs.get("function"))
     return opaque.kwargs["function"](None)
 
 

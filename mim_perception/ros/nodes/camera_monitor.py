@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
+from typing import Any
 
 from diagnostic_msgs.msg import DiagnosticArray
 from mim_perception_msgs.msg import FrameLatency
@@ -36,8 +37,8 @@ def stamp_seconds(header: object) -> float:
 class CameraMonitor(MimLifecycleNode):
     def __init__(self, node_name: str = "camera_monitor", **kwargs: object) -> None:
         super().__init__(node_name, **kwargs)
-        self._sub = None
-        self._timer = None
+        self._sub: Any = None
+        self._timer: Any = None
         self.errors: deque[str] = deque(maxlen=3)
 
     def configure(self) -> None:
