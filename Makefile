@@ -5,7 +5,7 @@ STAMP  := $(VENV)/.mim-setup-stamp
 export ROS_LOG_DIR ?= $(CURDIR)/build/ros_log
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: setup demo test lint unit graph e2e bench clean
+.PHONY: setup demo demo-bag test lint unit graph e2e bench clean
 setup: $(STAMP)
 
 $(STAMP): requirements/ros-kilted.txt requirements/dev.txt setup.py scripts/setup_env.sh scripts/build_interfaces.sh $(wildcard interfaces/*/msg/*.msg interfaces/*/CMakeLists.txt)
@@ -33,3 +33,9 @@ e2e: setup
 
 clean:
 	rm -rf build $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+# Regenerate the bundled demo drive (deterministic; committed because it is small and the demo needs it offline).
+demo-bag: setup
+	rm -rf demo/drive_front build/demo_gen
+	$(PY) -m mim_perception.cli synth build/demo_gen --frames 90 --fps 15 --seed 1 --bag --no-gt-segmentation --quality 80
+	mv build/demo_gen/bag demo/drive_front

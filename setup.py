@@ -22,6 +22,7 @@ setup(
         share("config", "*.yaml"),
         share("config", "*.xml"),
         share("models", "*"),
+        (f"share/{PACKAGE}/demo/drive_front", glob("demo/drive_front/*")),
     ],
     python_requires=">=3.10",
     # ROS packages (rclpy, msgs) come from the distro (apt) or the ros-kilted-* wheels (Makefile):

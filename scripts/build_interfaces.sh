@@ -14,6 +14,7 @@ files=$(grep -rl "/opt/python/$TAG-$TAG/" "$VENV"/share/*/cmake/ 2>/dev/null || 
   "s#/opt/python/$TAG-$TAG/include/python$PYV#$PYINC#g; s#/opt/python/$TAG-$TAG/lib/python$PYV/site-packages/numpy/_core/include#$NPINC#g"
 export AMENT_PREFIX_PATH="$VENV" PATH="$VENV/bin:$PATH"
 # vision_msgs first: mim_perception_msgs depends on it.
+mkdir -p "$ROOT/build/interfaces"
 for pkg in vision_msgs mim_perception_msgs; do
   build="$ROOT/build/interfaces/$pkg"
   cmake -S "$ROOT/interfaces/$pkg" -B "$build" -DBUILD_TESTING=OFF -DCMAKE_BUILD_TYPE=Release \

@@ -1,0 +1,176 @@
+"""`mim-perception demo` (what `make demo` runs): replay the bundled drive through the node graph.
+
+Starts the graph in-process exactly as `mim-perception run` does, replays the bag with its original
+timing, prints a live one-line status and, at the end, per-topic rates and latency.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import threading
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mim_perception.core.config import load_config
+from mim_perception.core.errors import BagError
+from mim_perception.ros.graph import Camera, GraphConfig, describe, fastdds_env
+
+DEMO_BAG_NAME = "drive_front"
+
+
+def default_demo_bag() -> Path:
+    here = Path(__file__).resolve().parents[2] / "demo" / DEMO_BAG_NAME
+    installed = Path(sys.prefix) / "share" / "mim_perception" / "demo" / DEMO_BAG_NAME
+    for p in (here, installed):
+        if p.exists():
+            return p
+    raise BagError(f"bundled demo bag not found (looked in {here} and {installed}); pass --bag")
+
+
+class _Probe:
+    """Counts messages and collects latency on the graph's outputs."""
+
+    def __init__(self, node: Any, camera: str) -> None:
+        from diagnostic_msgs.msg import DiagnosticArray
+        from mim_perception_msgs.msg import FrameLatency
+
+        from mim_perception.ros import qos
+
+        self.counts: dict[str, int] = defaultdict(int)
+        self.first: dict[str, float] = {}
+        self.last: dict[str, float] = {}
+        self.latency_ms: list[float] = []
+        self.decode_ms: list[float] = []
+        self.drops = (0, 0, 0)
+        self.diag_level = -1
+        self.diag_message = ""
+        self._lock = threading.Lock()
+        lat_topic = f"/{camera}/camera_monitor/out/latency"
+        node.create_subscription(FrameLatency, lat_topic, lambda m: self._on_latency(lat_topic, m), qos.RELIABLE)
+        node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, qos.RELIABLE)
+
+    def _tick(self, topic: str) -> None:
+        now = time.monotonic()
+        self.counts[topic] += 1
+        self.first.setdefault(topic, now)
+        self.last[topic] = now
+
+    def _on_latency(self, topic: str, m: Any) -> None:
+        with self._lock:
+            self._tick(topic)
+            self.latency_ms.append(m.pipeline_ms)
+            self.decode_ms.append(m.decode_ms)
+            self.drops = (m.dropped_superseded, m.dropped_busy, m.dropped_malformed)
+
+    def _on_diag(self, m: Any) -> None:
+        with self._lock:
+            self._tick("/diagnostics")
+            for s in m.status:
+                self.diag_level = int.from_bytes(s.level, "little") if isinstance(s.level, bytes) else int(s.level)
+                self.diag_message = s.message
+
+    def status_line(self, elapsed: float) -> str:
+        with self._lock:
+            n = len(self.latency_ms)
+            lat = np.asarray(self.latency_ms[-100:], np.float64)
+        p50, p99 = (np.percentile(lat, [50, 99]) if n else (math.nan, math.nan))
+        level = {0: "OK", 1: "WARN", 2: "ERROR", 3: "STALE"}.get(self.diag_level, "-")
+        return (f"t={elapsed:5.1f}s frames={n:4d} fps={n / max(elapsed, 1e-9):5.1f} "
+                f"latency p50={p50:6.2f} p99={p99:6.2f} ms drops={sum(self.drops)} diag={level}")
+
+    def summary(self) -> list[tuple[str, int, float]]:
+        with self._lock:
+            rows = []
+            for topic, n in sorted(self.counts.items()):
+                span = self.last[topic] - self.first[topic]
+                rows.append((topic, n, (n - 1) / span if n > 1 and span > 0 else math.nan))
+            return rows
+
+
+def run(args: argparse.Namespace) -> int:
+    from mim_perception.bags.io import bag_summary
+    from mim_perception.bags.replay import replay_bag
+
+    bag = Path(args.bag) if args.bag else default_demo_bag()
+    summary = bag_summary(bag)
+    image_topic = next((t for t in summary.topics if t.endswith("/image_raw/compressed")), None) or next(
+        (t for t in summary.topics if t.endswith("/image_raw")), None)
+    if image_topic is None:
+        raise BagError(f"bag {bag} has no .../image_raw or .../image_raw/compressed topic; topics: {list(summary.topics)}")
+    camera = Camera.parse(f"{args.camera}={image_topic}")
+    cfg = load_config(GraphConfig, None, {"graph.use_sim_time": False}, prefix="graph.")
+    os.environ.update(fastdds_env(cfg))
+    import rclpy
+    from rclpy.context import Context
+    from rclpy.executors import SingleThreadedExecutor
+
+    from mim_perception.ros.runner import GraphRunner
+
+    ctx = Context()
+    rclpy.init(context=ctx)
+    runner = GraphRunner(describe(cfg, [camera]), context=ctx, threads=cfg.executor_threads)
+    try:
+        runner.start()
+        node = rclpy.create_node("mim_demo", context=ctx)
+        probe = _Probe(node, camera.name)
+        ex = SingleThreadedExecutor(context=ctx)
+        ex.add_node(node)
+        spin = threading.Thread(target=ex.spin, daemon=True)
+        spin.start()
+        frames = summary.topics[image_topic].count
+        print(f"demo: replaying {bag} ({frames} frames on {image_topic}) through {len(runner.nodes)} node(s)")
+        done = threading.Event()
+        stats: list[Any] = []
+        t0 = time.monotonic()
+
+        def _replay() -> None:
+            try:
+                stats.append(replay_bag(bag, node, rate=args.rate, restamp=True, topics=(image_topic,) + tuple(
+                    t for t in summary.topics if t.endswith("/camera_info")), wait_for_subscribers=1, wait_timeout=15.0))
+            finally:
+                done.set()
+
+        threading.Thread(target=_replay, daemon=True).start()
+        # A live line on a terminal; one line per second in logs (CI, pipes).
+        cr, end = ("\r", "") if sys.stdout.isatty() else ("", "\n")
+        while not done.wait(1.0):
+            print(cr + probe.status_line(time.monotonic() - t0), end=end, flush=True)
+        time.sleep(0.5)  # last results in flight
+        print(cr + probe.status_line(time.monotonic() - t0))
+        print(f"\n{'topic':50s} {'msgs':>6s} {'rate Hz':>8s}")
+        for topic, n, hz in probe.summary():
+            print(f"{topic:50s} {n:6d} {hz:8.2f}")
+        lat = np.asarray(probe.latency_ms, np.float64)
+        dec = np.asarray(probe.decode_ms, np.float64)
+        if len(lat):
+            print(f"\npipeline latency (stamp -> processed): p50 {np.percentile(lat, 50):.2f} ms, "
+                  f"p99 {np.percentile(lat, 99):.2f} ms, max {lat.max():.2f} ms; "
+                  f"decode p50 {np.nanpercentile(dec, 50):.2f} ms")
+        received = len(lat)
+        if stats:
+            print(f"replay: {stats[0].published} messages in {stats[0].wall_s:.2f} s, "
+                  f"worst publish lateness {stats[0].max_lateness_ms:.1f} ms")
+        print(f"frames processed: {received}/{frames}; drops (superseded, busy, malformed): {probe.drops}")
+        ex.shutdown()
+        node.destroy_node()
+        return 0 if received >= frames * args.min_fraction else 1
+    finally:
+        runner.stop()
+        rclpy.try_shutdown(context=ctx)
+
+
+def register(sub: Any, verb: str) -> None:
+    p = sub.add_parser(verb, help="replay the bundled driving bag through the node graph and report")
+    p.add_argument("--bag", help="bag to replay instead of the bundled demo drive")
+    p.add_argument("--camera", default="front", help="camera name (namespace) for the pipeline")
+    p.add_argument("--rate", type=float, default=1.0, help="playback speed factor")
+    p.add_argument("--min-fraction", type=float, default=0.9,
+                   help="exit 1 if fewer than this fraction of the bag's frames were processed")
+    p.set_defaults(func=run)
