@@ -22,6 +22,7 @@ VERBS: dict[str, str] = {
     "bag-from-video": "mim_perception.bags.from_video",
     "bag-info": "mim_perception.bags.info",
     "synth": "mim_perception.sim.synth_cli",
+    "simgen": "mim_perception.sim.simgen",
     "demo": "mim_perception.tools.demo",
 }
 

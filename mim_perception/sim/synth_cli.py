@@ -38,12 +38,17 @@ def write_mot(frames: Iterable[SynthFrame], out: Path, *, fps: float, width: int
         f"imHeight={height}\nimExt=.jpg\n")
 
 
-def write_images(frames: Iterable[SynthFrame], out: Path, quality: int = 90) -> Iterator[SynthFrame]:
+def write_images(frames: Iterable[SynthFrame], out: Path, quality: int = 90, *, with_seg: bool = True
+                 ) -> Iterator[SynthFrame]:
+    """JPEG frames to OUT/img1 and PNG label masks to OUT/seg (1-based names, MOT layout)."""
     (out / "img1").mkdir(parents=True, exist_ok=True)
-    (out / "seg").mkdir(parents=True, exist_ok=True)
+    if with_seg:
+        (out / "seg").mkdir(parents=True, exist_ok=True)
     for f in frames:
-        cv2.imwrite(str(out / "img1" / f"{f.index + 1:06d}.jpg"), f.image, [cv2.IMWRITE_JPEG_QUALITY, quality])
-        cv2.imwrite(str(out / "seg" / f"{f.index + 1:06d}.png"), f.seg)
+        name = f"{f.index + 1:06d}"
+        if not cv2.imwrite(str(out / "img1" / f"{name}.jpg"), f.image, [cv2.IMWRITE_JPEG_QUALITY, quality]) or (
+                with_seg and not cv2.imwrite(str(out / "seg" / f"{name}.png"), f.seg)):
+            raise OSError(f"could not write frame {name} under {out} (disk full or not writable?)")
         yield f
 
 
