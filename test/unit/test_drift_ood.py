@@ -1,0 +1,85 @@
+"""Drift (MMD with a calibrated null) and OOD normalisation on controlled distributions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mim_perception.core.monitoring.drift import DriftDetector, DriftReference, mmd2_unbiased
+from mim_perception.core.monitoring.ood import OodReference
+
+D, W = 48, 32
+
+
+def _gauss(rng: np.random.Generator, n: int, shift: float = 0.0, scale: float = 1.0) -> np.ndarray:
+    # Correlated features, like pooled CNN embeddings: a low-rank structure plus noise.
+    basis = np.random.default_rng(123).normal(size=(8, D))
+    z = rng.normal(size=(n, 8)) * scale + shift
+    return z @ basis + 0.3 * rng.normal(size=(n, D))
+
+
+@pytest.fixture(scope="module")
+def ref() -> DriftReference:
+    return DriftReference.build(_gauss(np.random.default_rng(0), 1200), window=W, dims=8, sample=256, null_draws=300)
+
+
+def _p_values(ref: DriftReference, seed: int, shift: float, scale: float = 1.0, n: int = 40) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        det = DriftDetector(ref)
+        for e in _gauss(rng, W, shift, scale):
+            det.add(e)
+        r = det.result()
+        assert r is not None and r.samples == W
+        out.append(r.p_value)
+    return np.array(out)
+
+
+def test_clean_windows_rarely_alarm(ref: DriftReference) -> None:
+    p = _p_values(ref, 1, 0.0)
+    assert (p < 0.01).mean() <= 0.05
+    assert 0.2 < np.median(p) < 0.8, "calibrated: clean p-values spread over (0, 1)"
+
+
+def test_shift_and_scale_are_detected(ref: DriftReference) -> None:
+    assert (_p_values(ref, 2, 0.6) < 0.01).mean() >= 0.9
+    assert (_p_values(ref, 3, 0.0, scale=1.8) < 0.01).mean() >= 0.9
+
+
+def test_mmd_zero_for_same_sample_and_positive_for_shift() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 4))
+    assert abs(mmd2_unbiased(x[:100], x[100:], 0.5)) < 0.05
+    assert mmd2_unbiased(x[:100], x[100:] + 2, 0.5) > 0.1
+
+
+def test_every_nth_bad_embeddings_reset_and_round_trip(ref: DriftReference, tmp_path: Path) -> None:
+    det = DriftDetector(ref, every=3)
+    took = [det.add(np.zeros(D)) for _ in range(9)]
+    assert took == [True, False, False] * 3
+    det.add(np.full(D, np.nan))
+    det.add(np.zeros(D + 1))
+    assert det.rejected == 1
+    while not det.wants():
+        det.add(np.zeros(D))
+    det.add(np.zeros(D + 1))
+    assert det.rejected == 2 and det.result() is None
+    det.reset()
+    assert len(det.window) == 0
+    ref.save(tmp_path / "ref.npz")
+    back = DriftReference.load(tmp_path / "ref.npz")
+    assert np.array_equal(back.null, ref.null) and back.window == W
+    with pytest.raises(ValueError, match="at least"):
+        DriftReference.build(np.zeros((10, D)), window=W)
+
+
+def test_ood_quantile_score(tmp_path: Path) -> None:
+    ref = OodReference.build(np.random.default_rng(0).gamma(2.0, 1.0, 500))
+    assert ref.score(0.0) == 0.0 and ref.score(1e9) == 1.0
+    assert 0.4 < ref.score(float(np.median(ref.errors))) < 0.6
+    assert np.isnan(ref.score(float("nan")))
+    ref.save(tmp_path / "ood.npy")
+    assert np.array_equal(OodReference.load(tmp_path / "ood.npy").errors, ref.errors)
