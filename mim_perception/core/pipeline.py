@@ -1,0 +1,112 @@
+"""Perceiver: the whole per-frame computation, callable without ROS (the perception node is a thin shell).
+
+image (camera pixels, BGR uint8) -> letterbox -> backend.infer -> threshold + NMS -> camera pixels
+-> segmentation cropped to the camera's view -> tracker -> drift (every Nth frame). Each stage is timed.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol
+
+import numpy as np
+
+from mim_perception.core.config import rng
+from mim_perception.core.errors import BadImageError
+from mim_perception.core.monitoring.drift import DriftDetector, DriftResult
+from mim_perception.core.postprocess import seg_to_camera, select_detections, to_camera
+from mim_perception.core.preprocess import letterbox
+from mim_perception.core.types import Detections
+
+
+@dataclass
+class ModelOutputs:
+    """Fixed-size outputs of one batch (what exported graphs return)."""
+
+    boxes: np.ndarray      # B×K×4 xyxy, model input pixels
+    scores: np.ndarray     # B×K
+    classes: np.ndarray    # B×K int
+    seg: np.ndarray        # B×h×w class ids at model resolution / seg_stride
+    embed: np.ndarray      # B×D pooled backbone features
+
+
+class Backend(Protocol):
+    name: str
+    input_hw: tuple[int, int]
+    seg_stride: int
+
+    def infer(self, batch: np.ndarray) -> ModelOutputs:
+        """``batch`` uint8 B×3×H×W BGR at ``input_hw``."""
+        ...
+
+
+class FrameTracker(Protocol):
+    def update(self, detections: Detections, stamp: float) -> Any: ...
+
+
+@dataclass(frozen=True)
+class PerceptionConfig:
+    PARAM_FILE: ClassVar[str] = "perception.param.yaml"
+    score_threshold: float = field(metadata=rng(0.0, 1.0))
+    nms_iou: float = field(metadata=rng(0.0, 1.0))
+    max_detections: int = field(metadata=rng(1, 10000))
+    seg_full_resolution: bool
+    drift_every: int = field(metadata=rng(1, 10000, unit="frames"))
+
+
+@dataclass
+class PerceptionResult:
+    detections: Detections          # camera pixels
+    seg: np.ndarray                 # uint8 label map (camera resolution or model scale)
+    embed: np.ndarray               # D
+    timings_ms: dict[str, float]
+    tracks: Any = None
+    drift: DriftResult | None = None
+    invalid_outputs: int = 0        # non-finite candidates removed
+
+
+class Perceiver:
+    def __init__(self, backend: Backend, cfg: PerceptionConfig, tracker: FrameTracker | None = None,
+                 drift: DriftDetector | None = None) -> None:
+        self.backend, self.cfg, self.tracker, self.drift = backend, cfg, tracker, drift
+
+    def process(self, image: np.ndarray, stamp: float) -> PerceptionResult:
+        return self.process_batch([image], [stamp])[0]
+
+    def process_batch(self, images: list[np.ndarray], stamps: list[float]) -> list[PerceptionResult]:
+        """Frames of several cameras in one backend call (GPU backends batch; results per camera)."""
+        t0 = time.perf_counter()
+        batch, geoms = [], []
+        for im in images:
+            if im.ndim != 3 or im.shape[2] != 3 or im.dtype != np.uint8 or min(im.shape[:2]) < 1:
+                raise BadImageError(f"perceiver needs H×W×3 uint8 BGR frames, got {im.dtype} {im.shape}")
+            lb, scale, px, py = letterbox(im, self.backend.input_hw)
+            batch.append(lb.transpose(2, 0, 1))
+            geoms.append((scale, px, py, im.shape[:2]))
+        x = np.ascontiguousarray(np.stack(batch))
+        t1 = time.perf_counter()
+        out = self.backend.infer(x)
+        t2 = time.perf_counter()
+        results = []
+        per_frame_pre, per_frame_inf = (t1 - t0) * 1e3 / len(images), (t2 - t1) * 1e3 / len(images)
+        for i, (scale, px, py, hw) in enumerate(geoms):
+            t3 = time.perf_counter()
+            finite = np.isfinite(out.boxes[i]).all(1) & np.isfinite(out.scores[i])
+            dets = select_detections(out.boxes[i], out.scores[i], out.classes[i], score_threshold=self.cfg.score_threshold,
+                                     nms_iou=self.cfg.nms_iou, max_detections=self.cfg.max_detections)
+            dets = to_camera(dets, scale, px, py, hw)
+            seg = seg_to_camera(out.seg[i], self.backend.seg_stride, scale, px, py, hw, self.cfg.seg_full_resolution)
+            t4 = time.perf_counter()
+            tracks = self.tracker.update(dets, stamps[i]) if self.tracker is not None else None
+            t5 = time.perf_counter()
+            drift = None
+            if self.drift is not None and self.drift.add(out.embed[i]):   # the detector samples every Nth frame
+                drift = self.drift.result()
+            t6 = time.perf_counter()
+            results.append(PerceptionResult(
+                dets, seg, out.embed[i],
+                {"preprocess": per_frame_pre, "inference": per_frame_inf, "postprocess": (t4 - t3) * 1e3,
+                 "tracking": (t5 - t4) * 1e3, "monitoring": (t6 - t5) * 1e3},
+                tracks, drift, int((~finite).sum())))
+        return results
