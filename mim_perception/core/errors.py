@@ -23,3 +23,7 @@ class ModelLoadError(MimPerceptionError):
 
 class BadDetectionsError(MimPerceptionError, ValueError):
     """Detections arrays have inconsistent shapes."""
+
+
+class DatasetError(MimPerceptionError, ValueError):
+    """A dataset file (annotations, sequence info, mask) is missing or malformed; the message names the file."""
