@@ -83,3 +83,9 @@ def test_ood_quantile_score(tmp_path: Path) -> None:
     assert np.isnan(ref.score(float("nan")))
     ref.save(tmp_path / "ood.npy")
     assert np.array_equal(OodReference.load(tmp_path / "ood.npy").errors, ref.errors)
+
+
+def test_p_value_extrapolates_beyond_the_calibrated_range(ref: DriftReference) -> None:
+    p = _p_values(ref, 4, 3.0, n=3)
+    assert (p < 1.0 / (len(ref.null) + 1)).all() and (p < 1e-4).all(), "strong drift reaches ERROR thresholds"
+    assert ref.p_value(float(ref.null[0])) == 1.0

@@ -35,10 +35,15 @@ class MonitorConfig:
     drop_rate_warn: float = field(metadata=rng(0.0, 1.0))
     drop_rate_error: float = field(metadata=rng(0.0, 1.0))
     min_frames_for_rates: int = field(metadata=rng(0, 100000, unit="frames"))
+    drift_p_warn: float = field(metadata=rng(0.0, 1.0))
+    drift_p_error: float = field(metadata=rng(0.0, 1.0))
+    ood_warn: float = field(metadata=rng(0.0, 1.0))
+    ood_error: float = field(metadata=rng(0.0, 1.0))
 
     def __post_init__(self) -> None:
         for lo, hi in (("silence_warn", "silence_error"), ("p99_warn_ratio", "p99_error_ratio"),
-                       ("drop_rate_warn", "drop_rate_error")):
+                       ("drop_rate_warn", "drop_rate_error"), ("ood_warn", "ood_error"),
+                       ("drift_p_error", "drift_p_warn")):
             if getattr(self, lo) > getattr(self, hi):
                 raise ValueError(f"monitor.{lo} must not exceed monitor.{hi}")
 
@@ -58,9 +63,21 @@ def _fmt(x: float) -> str:
     return "nan" if not math.isfinite(x) else f"{x:.3f}"
 
 
-def judge(stats: CameraStats, cfg: MonitorConfig, now: float, extra_errors: tuple[str, ...] = ()) -> Verdict:
-    """Worst of: input silence, p99 latency over budget, drop rate, and errors reported by the node."""
+def judge_drift(cfg: MonitorConfig, p_value: float, ood: float) -> tuple[Level, str]:
+    """Level of the input-distribution signals (NaN = not evaluated yet: OK)."""
+    if p_value < cfg.drift_p_error or ood > cfg.ood_error:
+        return Level.ERROR, f"input drift (p={p_value:.2g}, ood={ood:.2f})"
+    if p_value < cfg.drift_p_warn or ood > cfg.ood_warn:
+        return Level.WARN, f"possible input drift (p={p_value:.2g}, ood={ood:.2f})"
+    return Level.OK, ""
+
+
+def judge(stats: CameraStats, cfg: MonitorConfig, now: float, extra_errors: tuple[str, ...] = (),
+          findings: tuple[tuple[Level, str], ...] = ()) -> Verdict:
+    """Worst of: input silence, p99 latency over budget, drop rate, errors reported by the node and other
+    findings (drift, model warnings)."""
     problems: list[tuple[Level, str]] = [(Level.ERROR, e) for e in extra_errors]
+    problems += [(lvl, m) for lvl, m in findings if lvl != Level.OK]
     silence = stats.silence(now)
     if silence >= cfg.silence_error:
         problems.append((Level.ERROR, f"no input for {silence:.2f} s" if math.isfinite(silence) else "no input yet"))
