@@ -105,7 +105,7 @@ def _byte_view(data: object) -> memoryview:
 
 
 # Positional parameters mirror the sensor_msgs/Image field order on purpose.
-def decode_raw(  # noqa: PLR0917
+def decode_raw(
         encoding: str, height: int, width: int, step: int, is_bigendian: bool | int, data: Buffer) -> np.ndarray:
     """Image fields → array in the encoding's native layout (module docstring).
 
@@ -147,7 +147,7 @@ def _bgr_from_native(lay: _Layout, encoding: str, arr: np.ndarray) -> np.ndarray
     raise BadImageError(f"no BGR conversion for {encoding}")  # unreachable: every table entry is handled
 
 
-def to_bgr8(  # noqa: PLR0917
+def to_bgr8(
         encoding: str, height: int, width: int, step: int, is_bigendian: bool | int, data: Buffer) -> np.ndarray:
     """Image fields → C-contiguous ``H×W×3`` uint8 BGR, what the model consumes.
 

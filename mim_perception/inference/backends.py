@@ -1,0 +1,100 @@
+"""Backend choice: ``auto | onnxruntime | torch | tensorrt``; the choice and its reason are logged.
+
+Every backend loads a verified model bundle (manifest sha256), warms up, and runs
+``infer(uint8 B×3×H×W BGR) -> ModelOutputs``. An explicitly requested backend that cannot run here is
+an error — never a silent fallback; ``auto`` picks the fastest available and says why.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
+
+from mim_perception.core.config import rng
+from mim_perception.core.errors import ConfigError, ModelLoadError
+from mim_perception.core.pipeline import Backend
+from mim_perception.inference.manifest import Manifest, load_manifest
+
+KINDS = ("auto", "onnxruntime", "torch", "tensorrt")
+ONNX_OUTPUTS = ("boxes", "scores", "classes", "seg", "embed")
+ONNX_INPUT = "images"
+
+
+@dataclass(frozen=True)
+class BackendConfig:
+    PARAM_FILE: ClassVar[str] = "perception.param.yaml"
+    model: str
+    kind: str = field(metadata=rng(choices=KINDS))
+    precision: str = field(metadata=rng(choices=("fp32", "fp16", "int8")))
+    intra_op_threads: int = field(metadata=rng(1, 256))
+    int8_onnx: bool
+    cuda_graphs: bool
+    engine_cache: str
+    warmup_runs: int = field(metadata=rng(0, 1000))
+
+
+def default_model_dir() -> Path:
+    """The shipped default bundle: models/<name> in the source tree or the install share directory."""
+    import sys
+
+    for root in (Path(__file__).resolve().parents[2] / "models", Path(sys.prefix) / "share" / "mim_perception" / "models"):
+        if root.is_dir():
+            bundles = sorted(p.parent for p in root.glob("*/manifest.json"))
+            if bundles:
+                return bundles[0]
+    raise ModelLoadError("no model bundle found under models/ (set backend.model to a bundle directory)")
+
+
+def _cuda_available() -> bool:
+    if importlib.util.find_spec("torch") is None:
+        return False
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+def choose(kind: str) -> tuple[str, str]:
+    """-> (backend kind, reason). Raises ConfigError for an explicit kind that cannot run here."""
+    trt = importlib.util.find_spec("tensorrt") is not None
+    ort = importlib.util.find_spec("onnxruntime") is not None
+    cuda = _cuda_available()
+    if kind == "auto":
+        if trt and cuda:
+            return "tensorrt", "auto: TensorRT and a CUDA GPU are available"
+        if cuda:
+            return "torch", "auto: CUDA GPU available (PyTorch + CUDA graphs); TensorRT not installed"
+        if ort:
+            return "onnxruntime", "auto: no CUDA GPU; ONNX Runtime on the CPU"
+        raise ConfigError("backend auto: neither a CUDA GPU nor onnxruntime is available")
+    needs = {"tensorrt": (trt and cuda, "the tensorrt package and a CUDA GPU"), "torch": (cuda, "a CUDA GPU for torch"),
+             "onnxruntime": (ort, "the onnxruntime package")}
+    if kind not in needs:
+        raise ConfigError(f"backend.kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    ok, what = needs[kind]
+    if not ok:
+        raise ConfigError(f"backend {kind!r} was requested but {what} is not available here (no fallback: "
+                          f"set backend.kind to auto or onnxruntime)")
+    return kind, f"requested: {kind}"
+
+
+def load_backend(cfg: BackendConfig) -> tuple[Backend, Manifest, str]:
+    """Verify the bundle, build and warm up the chosen backend -> (backend, manifest, reason)."""
+    bundle = Path(cfg.model) if cfg.model else default_model_dir()
+    kind, reason = choose(cfg.kind)
+    manifest = load_manifest(bundle, roles=())
+    backend: Backend
+    if kind == "onnxruntime":
+        from mim_perception.inference.ort_backend import OrtBackend
+
+        backend = OrtBackend(bundle, manifest, cfg)
+    elif kind == "torch":
+        from mim_perception.inference.torch_backend import TorchCudaBackend
+
+        backend = TorchCudaBackend(bundle, manifest, cfg)
+    else:
+        from mim_perception.inference.tensorrt_backend import TensorRTBackend
+
+        backend = TensorRTBackend(bundle, manifest, cfg)
+    return backend, manifest, reason

@@ -1,0 +1,51 @@
+"""ONNX Runtime on the CPU: the embedded default (static input shape from the manifest, threads from params)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from mim_perception.core.errors import ModelLoadError
+from mim_perception.core.pipeline import ModelOutputs
+from mim_perception.inference.manifest import Manifest, load_manifest
+
+if TYPE_CHECKING:
+    from mim_perception.inference.backends import BackendConfig
+
+OUTPUTS = ("boxes", "scores", "classes", "seg", "embed")
+
+
+class OrtBackend:
+    name = "onnxruntime"
+
+    def __init__(self, bundle: Path, manifest: Manifest, cfg: BackendConfig) -> None:
+        import onnxruntime as ort
+
+        role = "onnx_int8" if cfg.int8_onnx and "onnx_int8" in manifest.files else "onnx"
+        path = load_manifest(bundle, roles=(role,)).path(bundle, role)   # sha256 checked right before use
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = cfg.intra_op_threads
+        opts.inter_op_num_threads = 1
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        try:
+            self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        except Exception as e:   # ORT raises its own exception types for unreadable or invalid graphs
+            raise ModelLoadError(f"ONNX Runtime cannot load {path}: {e}") from e
+        self.input_name = self.session.get_inputs()[0].name
+        names = [o.name for o in self.session.get_outputs()]
+        if names != list(OUTPUTS):
+            raise ModelLoadError(f"{path}: outputs {names}, expected {list(OUTPUTS)} (export with `mim-perception export`)")
+        self.input_hw = (manifest.input_height, manifest.input_width)
+        self.seg_stride = manifest.seg_stride
+        self.model_file = path.name
+        for _ in range(cfg.warmup_runs):
+            self.infer(np.zeros((1, 3, *self.input_hw), np.uint8))
+
+    def infer(self, batch: np.ndarray) -> ModelOutputs:
+        if batch.dtype != np.uint8 or batch.shape[1:] != (3, *self.input_hw):
+            h, w = self.input_hw
+            raise ValueError(f"ORT backend expects uint8 B×3×{h}×{w}, got {batch.dtype} {batch.shape}")
+        boxes, scores, classes, seg, embed = self.session.run(list(OUTPUTS), {self.input_name: np.ascontiguousarray(batch)})
+        return ModelOutputs(boxes, scores, classes, seg, embed)
