@@ -23,6 +23,9 @@ VERBS: dict[str, str] = {
     "bag-info": "mim_perception.bags.info",
     "synth": "mim_perception.sim.synth_cli",
     "simgen": "mim_perception.sim.simgen",
+    "pretrain": "mim_perception.training.pretrain",
+    "finetune": "mim_perception.training.finetune",
+    "export": "mim_perception.tools.export",
     "demo": "mim_perception.tools.demo",
 }
 

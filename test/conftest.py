@@ -51,3 +51,27 @@ def wait_for(predicate: Callable[[], bool], timeout: float, spin: Callable[[], N
             spin()
         else:
             time.sleep(0.02)
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A verified model bundle of a tiny randomly initialised det+seg model (ONNX, manifest, drift reference),
+    exported by the project's own `export` path: what the perception node loads in graph and e2e tests."""
+    from pathlib import Path
+
+    import torch
+
+    from mim_perception.core.labels import LabelSpace
+    from mim_perception.nets import build_model
+    from mim_perception.tools.export import export_bundle
+    from mim_perception.training.checkpoint import save_checkpoint
+
+    root = tmp_path_factory.mktemp("bundle")
+    labels = LabelSpace.load()
+    torch.manual_seed(0)
+    model = build_model("convnext_smoke", len(labels.detection), len(labels.segmentation))
+    save_checkpoint(root / "ckpt.pt", model, {"train": {"arch": "convnext_smoke"}, "augment": {"height": 192, "width": 320}},
+                    {"arch": "convnext_smoke"})
+    export_bundle(root / "ckpt.pt", root / "tiny", ["synthetic:2:20:0:320x192"], mim=None, name="tiny", frames=40,
+                  cache_dir=Path(root / "cache"), int8=False)
+    return root / "tiny"

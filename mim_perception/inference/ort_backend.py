@@ -47,5 +47,8 @@ class OrtBackend:
         if batch.dtype != np.uint8 or batch.shape[1:] != (3, *self.input_hw):
             h, w = self.input_hw
             raise ValueError(f"ORT backend expects uint8 B×3×{h}×{w}, got {batch.dtype} {batch.shape}")
-        boxes, scores, classes, seg, embed = self.session.run(list(OUTPUTS), {self.input_name: np.ascontiguousarray(batch)})
+        # The exported graph has a static batch of 1; on the CPU batching buys nothing, so cameras run in turn.
+        parts = [self.session.run(list(OUTPUTS), {self.input_name: np.ascontiguousarray(batch[i:i + 1])})
+                 for i in range(batch.shape[0])]
+        boxes, scores, classes, seg, embed = (np.concatenate(p) for p in zip(*parts, strict=True))
         return ModelOutputs(boxes, scores, classes, seg, embed)

@@ -6,6 +6,7 @@ import argparse
 import copy
 import math
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -108,6 +109,21 @@ def open_source(spec: str, *, cache_dir: Path, labelled: bool) -> Source:
     if not labelled and not any(root.glob("**/gt/gt.txt")):
         return S.ImageFolderSource(root)
     return S.MotFolderSource(root, min_visibility=0.2, min_size=4.0)
+
+
+def open_sources(specs: Sequence[str], *, cache_dir: Path, labelled: bool) -> Source:
+    """Several data specs as one source; generated sources are prepared here, before DataLoader workers
+    start (otherwise each worker would generate the same missing episode)."""
+    from mim_perception.training.sources import ConcatSource
+
+    srcs = [open_source(s, cache_dir=cache_dir, labelled=labelled) for s in specs]
+    for s in srcs:
+        prepare = getattr(s, "prepare", None)
+        if prepare is not None:
+            prepare()
+    if labelled and not all(s.labelled for s in srcs):
+        raise ConfigError(f"labelled data needed, but {[s.name for s in srcs if not s.labelled]} carry no labels")
+    return srcs[0] if len(srcs) == 1 else ConcatSource(srcs)
 
 
 def seed_everything(seed: int, threads: int) -> None:

@@ -1,0 +1,115 @@
+"""Detection decoding: fixed top-k candidates -> score threshold -> class-aware NMS.
+
+Two paths that give the same result (test_postprocess checks it):
+  * torch: ``decode(out, ...)`` on the raw ``DetSegModel.forward`` dict (training-time evaluation, torch backend);
+  * numpy/OpenCV: ``decode_numpy(boxes, scores, classes, ...)`` on the ``export_forward`` outputs of an ONNX session.
+    DESIGN.md §4 measured cv2.dnn.NMSBoxesBatched at 0.86 ms vs 9.4 ms for numpy greedy NMS on ~450 boxes.
+Score of a (point, class) pair = sigmoid(class logit) · sigmoid(quality logit).
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import cv2
+import numpy as np
+import torch
+from torch import Tensor
+
+from mim_perception.nets.heads import DET_STRIDES, anchor_points
+
+Result = tuple[Tensor, Tensor, Tensor]                   # boxes N×4 xyxy px, scores N, labels N int64
+
+
+def det_boxes(det: Tensor, points: Tensor) -> Tensor:
+    """det B×A×(5+C), points A×2 -> B×A×4 xyxy pixels."""
+    return torch.cat((points - det[..., 0:2], points + det[..., 2:4]), -1)
+
+
+def det_scores(det: Tensor) -> Tensor:
+    """det B×A×(5+C) -> B×A×C joint score sigmoid(cls)·sigmoid(quality)."""
+    return torch.sigmoid(det[..., 5:]) * torch.sigmoid(det[..., 4:5])
+
+
+def topk_candidates(det: Tensor, points: Tensor, k: int, size: tuple[int, int] | None = None) -> Result:
+    """The K best (point, class) pairs per image: (boxes B×K×4, scores B×K, classes B×K int64), static shapes.
+
+    ``size`` (H, W) clips boxes to the image. K is capped at A·C so small inputs still export.
+    """
+    b, a, c5 = det.shape
+    c = c5 - 5
+    scores, idx = det_scores(det).reshape(b, a * c).topk(min(k, a * c), dim=1)    # B×K, B×K  (flat point·C + class)
+    point = torch.div(idx, c, rounding_mode="floor")                              # B×K
+    boxes = det_boxes(det, points).gather(1, point.unsqueeze(-1).expand(-1, -1, 4))   # B×K×4
+    if size is not None:
+        boxes = torch.stack((boxes[..., 0].clamp(0, size[1]), boxes[..., 1].clamp(0, size[0]),
+                             boxes[..., 2].clamp(0, size[1]), boxes[..., 3].clamp(0, size[0])), -1)
+    return boxes, scores, idx - point * c
+
+
+def box_iou(a: Tensor, b: Tensor) -> Tensor:
+    """Pairwise IoU: N×4, M×4 xyxy -> N×M."""
+    area_a = (a[:, 2] - a[:, 0]).clamp(min=0) * (a[:, 3] - a[:, 1]).clamp(min=0)
+    area_b = (b[:, 2] - b[:, 0]).clamp(min=0) * (b[:, 3] - b[:, 1]).clamp(min=0)
+    lt = torch.maximum(a[:, None, :2], b[None, :, :2])
+    rb = torch.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = (rb - lt).clamp(min=0).prod(-1)
+    return inter / (area_a[:, None] + area_b[None, :] - inter).clamp(min=1e-9)
+
+
+def nms(boxes: Tensor, scores: Tensor, iou_thr: float) -> Tensor:
+    """Greedy NMS (torch ops): indices of kept boxes, highest score first. Ties keep input order (like OpenCV)."""
+    order = scores.argsort(descending=True, stable=True)
+    over = (box_iou(boxes[order], boxes[order]) > iou_thr).triu(1)                # N×N  i suppresses later j
+    suppressed = torch.zeros(len(order), dtype=torch.bool, device=boxes.device)
+    keep = []
+    for i in range(len(order)):
+        if not bool(suppressed[i]):
+            keep.append(i)
+            suppressed |= over[i]
+    return order[torch.tensor(keep, dtype=torch.long, device=boxes.device)]
+
+
+def batched_nms(boxes: Tensor, scores: Tensor, labels: Tensor, iou_thr: float) -> Tensor:
+    """Class-aware NMS by the coordinate-offset trick: boxes of different classes can never overlap."""
+    if boxes.numel() == 0:
+        return torch.zeros(0, dtype=torch.long, device=boxes.device)
+    offset = labels.to(boxes.dtype)[:, None] * (boxes.max() + 1)
+    return nms(boxes + offset, scores, iou_thr)
+
+
+def decode(out: dict[str, Tensor], score_thr: float, topk: int, nms_iou: float, max_det: int = 100) -> list[Result]:
+    """Raw model output -> per image (boxes N×4 xyxy px, scores N, labels N), N <= max_det, best first.
+
+    The input size is recovered from the seg map (H/4×W/4), so ``out`` alone is enough.
+    """
+    det = out["det"].detach()
+    h, w = out["seg"].shape[-2] * 4, out["seg"].shape[-1] * 4
+    points, _ = anchor_points(h, w, DET_STRIDES, det.device)
+    if points.shape[0] != det.shape[1]:
+        raise ValueError(f"det has {det.shape[1]} points, a {h}×{w} input has {points.shape[0]}")
+    boxes, scores, classes = topk_candidates(det, points, topk, (h, w))
+    results = []
+    for bx_all, sc_all, cl_all in zip(boxes, scores, classes, strict=True):
+        ok = sc_all > score_thr                                # strict, as OpenCV's NMSBoxes
+        bx, sc, cl = bx_all[ok], sc_all[ok], cl_all[ok]
+        keep = batched_nms(bx, sc, cl, nms_iou)[:max_det]
+        results.append((bx[keep], sc[keep], cl[keep]))
+    return results
+
+
+def decode_numpy(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, score_thr: float, nms_iou: float,
+                 max_det: int = 100) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """``export_forward`` outputs (B×K×4, B×K, B×K) -> per image (boxes N×4 float32, scores N float32, labels N int64).
+
+    OpenCV 5's NMSBoxesBatched rejects negative score thresholds, hence the clamp at 0.
+    """
+    results = []
+    for bx, sc, cl in zip(boxes, scores, classes, strict=True):
+        xywh = np.concatenate((bx[:, :2], bx[:, 2:] - bx[:, :2]), 1).astype(np.float64)
+        kept = cv2.dnn.NMSBoxesBatched(cast(Any, xywh), cast(Any, sc.astype(np.float32)), cast(Any, cl.astype(np.int32)),
+                                       max(float(score_thr), 0.0), float(nms_iou))
+        idx = np.asarray(kept, np.int64).reshape(-1)
+        idx = idx[np.argsort(-sc[idx], kind="stable")][:max_det]
+        results.append((bx[idx].astype(np.float32), sc[idx].astype(np.float32), cl[idx].astype(np.int64)))
+    return results

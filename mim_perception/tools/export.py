@@ -1,0 +1,232 @@
+"""`mim-perception export`: checkpoint -> verified model bundle (ONNX fp32 + int8, torch weights, references, manifest).
+
+    mim-perception export --checkpoint runs/ft/best.pt --mim runs/pre/mim.pt --data DIR --out models/NAME
+
+1. ONNX (opset 18, dynamo exporter, static B=1 uint8 BGR input) of ``export_forward``; ``onnx.checker``.
+2. Parity: ONNX Runtime vs torch on real frames (max abs diff of scores/boxes/embeddings, seg agreement).
+3. int8: ORT static QDQ quantisation calibrated on frames; its speed-up and accuracy drop are recorded.
+4. Drift reference (pooled embeddings of validation frames) and, with ``--mim``, the OOD scorer (MIM decoder
+   with a fixed mask pattern, exported to ONNX) and its reference errors.
+5. manifest.json with the sha256 of every file, labels, input contract, parity, metrics and the training record.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mim_perception.core.errors import ConfigError
+from mim_perception.core.labels import LabelSpace
+from mim_perception.core.monitoring.drift import DriftReference
+from mim_perception.core.monitoring.ood import OodReference
+from mim_perception.core.preprocess import letterbox
+from mim_perception.inference.manifest import Manifest, load_manifest, write_manifest
+
+OUTPUTS = ("boxes", "scores", "classes", "seg", "embed")
+
+
+def _frames(specs: list[str], n: int, size: tuple[int, int], cache_dir: Path) -> np.ndarray:
+    """n letterboxed uint8 1×3×H×W frames (spread over the data) for parity, calibration and references."""
+    from mim_perception.training.common import open_sources
+
+    src = open_sources(specs, cache_dir=cache_dir, labelled=False)
+    idx = np.linspace(0, len(src) - 1, min(n, len(src))).round().astype(int)
+    return np.stack([letterbox(src[int(i)].image, size)[0].transpose(2, 0, 1) for i in idx])
+
+
+def export_onnx(module: Any, example: Any, path: Path, output_names: tuple[str, ...]) -> None:
+    import onnx
+    import torch
+
+    torch.onnx.export(module, (example,), str(path), dynamo=True, opset_version=18, external_data=False,
+                      input_names=["images"], output_names=list(output_names))
+    onnx.checker.check_model(onnx.load(str(path)), full_check=True)
+
+
+def _session(path: Path, threads: int = 2) -> Any:
+    import onnxruntime as ort
+
+    o = ort.SessionOptions()
+    o.intra_op_num_threads = threads
+    return ort.InferenceSession(str(path), o, providers=["CPUExecutionProvider"])
+
+
+def parity(module: Any, sess: Any, frames: np.ndarray) -> dict[str, float]:
+    import torch
+
+    worst = dict.fromkeys(("scores", "boxes", "embed"), 0.0)
+    seg_agree = []
+    with torch.no_grad():
+        for f in frames:
+            ref = [t.numpy() for t in module(torch.from_numpy(f[None]))]
+            got = sess.run(list(OUTPUTS), {"images": f[None]})
+            worst["scores"] = max(worst["scores"], float(np.abs(np.sort(ref[1][0]) - np.sort(got[1][0])).max()))
+            worst["embed"] = max(worst["embed"], float(np.abs(ref[4] - got[4]).max()))
+            worst["boxes"] = max(worst["boxes"], _matched_box_diff(ref, got))
+            seg_agree.append(float((ref[3] == got[3]).mean()))
+    return {f"max_abs_diff_{k}": v for k, v in worst.items()} | {"seg_agreement": float(np.mean(seg_agree))}
+
+
+def _matched_box_diff(ref: list[np.ndarray], got: list[np.ndarray], min_score: float = 0.01) -> float:
+    """Box difference of candidates matched by (class, score); top-k order among near-equal scores is
+    arbitrary, so only candidates whose score is unambiguous (no neighbour within 1e-5) are compared."""
+    rs, rb, rc = ref[1][0], ref[0][0], ref[2][0]
+    gs, gb, gc = got[1][0], got[0][0], got[2][0]
+    order = np.argsort(-rs)
+    diff = 0.0
+    for j, i in enumerate(order):
+        if rs[i] < min_score:
+            break
+        near = [rs[order[k]] for k in (j - 1, j + 1) if 0 <= k < len(order)]
+        if any(abs(rs[i] - v) < 1e-5 for v in near):
+            continue
+        cand = np.flatnonzero(gc == rc[i])
+        if len(cand):
+            k = cand[np.argmin(np.abs(gs[cand] - rs[i]))]
+            diff = max(diff, float(np.abs(rb[i].astype(np.float64) - gb[k]).max()))
+    return diff
+
+
+def quantize_int8(fp32: Path, out: Path, frames: np.ndarray) -> None:
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.it = iter(frames)
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            f = next(self.it, None)
+            return None if f is None else {"images": f[None]}
+
+    quantize_static(str(fp32), str(out), Reader(), quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8,
+                    weight_type=QuantType.QInt8, per_channel=True)
+
+
+def latency_ms(sess: Any, frame: np.ndarray, runs: int = 20) -> float:
+    for _ in range(3):
+        sess.run(None, {"images": frame[None]})
+    t = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        sess.run(None, {"images": frame[None]})
+        t.append((time.perf_counter() - t0) * 1e3)
+    return float(np.median(t))
+
+
+class OodScorer:
+    """torch module: uint8 1×3×H×W -> reconstruction error of a fixed mask pattern (ONNX-exportable)."""
+
+    @staticmethod
+    def build(mae: Any, hw: tuple[int, int], seed: int = 0) -> Any:
+        import torch
+        from torch import nn
+
+        from mim_perception.nets.mim import random_mask
+
+        g = torch.Generator().manual_seed(seed)
+        mask = random_mask(1, hw[0] // mae.patch, hw[1] // mae.patch, mae.mask_ratio, generator=g)
+
+        class _Scorer(nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.mae = mae
+
+            def forward(self, x: torch.Tensor) -> torch.Tensor:
+                return self.mae.score(x, mask.expand(x.shape[0], -1, -1, -1))
+
+        return _Scorer().eval()
+
+
+def export_bundle(checkpoint: Path, out: Path, specs: list[str], *, mim: Path | None, name: str, frames: int,
+                  cache_dir: Path, int8: bool = True, input_hw: tuple[int, int] | None = None) -> Manifest:
+    import torch
+
+    from mim_perception.nets import build_mim, build_model
+    from mim_perception.nets.model import ExportModule
+    from mim_perception.training.checkpoint import load_into, load_state
+
+    record = json.loads(checkpoint.with_suffix(".json").read_text()) if checkpoint.with_suffix(".json").is_file() else {}
+    cfg = record.get("config", {})
+    arch = record.get("arch") or cfg.get("train", {}).get("arch")
+    aug = cfg.get("augment", {})
+    if not arch or "height" not in aug:
+        raise ConfigError(f"{checkpoint.with_suffix('.json')} lacks the run config (arch, input size); "
+                          "export a `finetune` checkpoint")
+    # A fully convolutional model runs at any size divisible by 32; the exported graph fixes one (default: training size).
+    hw = input_hw or (int(aug["height"]), int(aug["width"]))
+    if hw[0] % 32 or hw[1] % 32:
+        raise ConfigError(f"export input size {hw} must be divisible by 32")
+    labels = LabelSpace.load()
+    model = build_model(arch, len(labels.detection), len(labels.segmentation))
+    load_into(model, load_state(checkpoint), source=str(checkpoint))
+    module = ExportModule(model.eval()).eval()
+    out.mkdir(parents=True, exist_ok=True)
+    data = _frames(specs, frames, hw, cache_dir)
+    files = {"onnx": "model.onnx", "torch": "model.pt"}
+    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, out / "model.pt")
+    export_onnx(module, torch.from_numpy(data[0][None]), out / "model.onnx", OUTPUTS)
+    sess = _session(out / "model.onnx")
+    par = parity(module, sess, data[: min(16, len(data))])
+    metrics: dict[str, Any] = {"validation": record.get("metrics", {}), "cpu_ort_ms_fp32": latency_ms(sess, data[0])}
+    with torch.no_grad():
+        embeds = np.concatenate([module(torch.from_numpy(f[None]))[4].numpy() for f in data])
+    window = 32 if len(embeds) >= 256 + 32 + 32 else max(2, len(embeds) // 8)
+    ref = DriftReference.build(embeds, window=window, dims=16, sample=min(256, len(embeds) - window - 1))
+    ref.save(out / "drift_reference.npz")
+    files["drift_reference"] = "drift_reference.npz"
+    if int8:
+        quantize_int8(out / "model.onnx", out / "model_int8.onnx", data[: min(64, len(data))])
+        files["onnx_int8"] = "model_int8.onnx"
+        q = _session(out / "model_int8.onnx")
+        metrics["cpu_ort_ms_int8"] = latency_ms(q, data[0])
+        par |= {f"int8_{k}": v for k, v in parity(module, q, data[:8]).items()}
+    if mim is not None:
+        mae = build_mim(arch)
+        load_into(mae, load_state(mim), source=str(mim))
+        scorer = OodScorer.build(mae.eval(), hw)
+        export_onnx(scorer, torch.from_numpy(data[0][None]), out / "ood.onnx", ("error",))
+        ood = _session(out / "ood.onnx")
+        errors = np.array([float(ood.run(None, {"images": f[None]})[0][0]) for f in data])
+        OodReference.build(errors).save(out / "ood_reference.npy")
+        files |= {"ood": "ood.onnx", "ood_reference": "ood_reference.npy"}
+        metrics["cpu_ort_ms_ood"] = latency_ms(ood, data[0], 5)
+    manifest = Manifest(
+        name=name, architecture=arch, input_height=hw[0], input_width=hw[1], input_format="uint8 NCHW BGR",
+        detection_classes=list(labels.detection), segmentation_classes=list(labels.segmentation),
+        segmentation_palette_bgr=labels.colors_bgr.tolist(), seg_stride=4, topk=int(model.export_topk),
+        embed_dim=int(embeds.shape[1]), files=files, sha256={}, metrics=metrics, parity=par,
+        training={"checkpoint_record": record, "mim": str(mim) if mim else None, "export_data": specs,
+                  "drift_window": window, "trained_at": [int(aug["height"]), int(aug["width"])]})
+    write_manifest(out, manifest)
+    return load_manifest(out)
+
+
+def _main(args: argparse.Namespace) -> int:
+    m = export_bundle(Path(args.checkpoint), Path(args.out), args.data, mim=Path(args.mim) if args.mim else None,
+                      name=args.name or Path(args.out).name, frames=args.frames, cache_dir=Path(args.cache_dir),
+                      int8=not args.no_int8, input_hw=(args.height, args.width) if args.height else None)
+    print(json.dumps({"files": m.files, "parity": m.parity, "metrics": {k: v for k, v in m.metrics.items() if k != "validation"}},
+                     indent=1))
+    print(f"export: bundle {args.out} verified (sha256 of {len(m.sha256)} files)")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction, verb: str) -> None:
+    p = sub.add_parser(verb, help="export a fine-tuned checkpoint to a verified ONNX model bundle", description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", required=True, help="OUT/best.pt of `finetune`")
+    p.add_argument("--mim", help="OUT/mim.pt of `pretrain`: adds the OOD scorer")
+    p.add_argument("--data", action="append", required=True, metavar="SPEC", help="frames for parity/calibration/references")
+    p.add_argument("--out", required=True, help="bundle directory")
+    p.add_argument("--name", help="model name (default: the bundle directory's name)")
+    p.add_argument("--frames", type=int, default=320, help="frames used for calibration and references")
+    p.add_argument("--no-int8", action="store_true", help="skip the int8 model")
+    p.add_argument("--height", type=int, help="exported input height (default: the training size)")
+    p.add_argument("--width", type=int, help="exported input width (default: the training size)")
+    p.add_argument("--cache-dir", default="build/data_cache")
+    p.set_defaults(func=_main)

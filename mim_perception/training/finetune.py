@@ -1,0 +1,168 @@
+"""`mim-perception finetune`: detection + segmentation training from a MIM-pretrained or a random backbone.
+
+    mim-perception finetune --data data/labelled --init runs/pre/mim.pt --out runs/ft [--set finetune.label_fraction=0.1]
+
+Validation: ``--val-data`` or, by default, 10 % of the training data's episodes (never frames of a training
+episode). Every ``eval_every`` epochs: COCO mAP/AP50 per class and per-class IoU/mIoU on the (EMA) model; the
+best checkpoint by (AP50 + mIoU) / 2 is kept as ``OUT/best.pt`` with ``OUT/best.json`` (config + metrics).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from mim_perception.core.config import load_config
+from mim_perception.core.labels import LabelSpace
+from mim_perception.nets import build_model
+from mim_perception.nets.postprocess import decode
+from mim_perception.training.augment import AugmentConfig, eval_transform, train_transform
+from mim_perception.training.checkpoint import load_into, load_state, save_checkpoint
+from mim_perception.training.common import (
+    Ema,
+    FinetuneConfig,
+    TrainConfig,
+    add_common_args,
+    cosine_lr,
+    open_sources,
+    param_groups,
+    parse_overrides,
+    seed_everything,
+    set_lr,
+)
+from mim_perception.training.data import SampleDataset, collate, label_subset, split_by_episode
+from mim_perception.training.metrics import SegMeter, evaluate_detections
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader: DataLoader[Any], cfg: FinetuneConfig, labels: LabelSpace,
+             device: torch.device) -> dict[str, Any]:
+    """COCO box metrics + segmentation IoU over ``loader`` (letterboxed frames; boxes compared in model pixels)."""
+    model.eval()
+    preds, gts = [], []
+    meter = SegMeter(len(labels.segmentation), labels.segmentation)
+    for images, targets, seg in loader:
+        out = model(images.to(device))
+        for (b, s, c), t in zip(decode(out, cfg.eval_score_threshold, 1000, cfg.eval_nms_iou, cfg.eval_max_detections),
+                                targets, strict=True):
+            preds.append((b.cpu().numpy(), s.cpu().numpy(), c.cpu().numpy()))
+            gts.append((t["boxes"].numpy(), t["labels"].numpy()))
+        up = nn.functional.interpolate(out["seg"], size=seg.shape[-2:], mode="bilinear", align_corners=False)
+        meter.update(up.argmax(1).cpu().numpy(), seg.numpy())
+    det = evaluate_detections(preds, gts, labels.detection, max_dets=cfg.eval_max_detections)
+    return {**det, **{k: v for k, v in meter.compute().items()}, "frames": len(preds)}
+
+
+def _score(m: dict[str, Any]) -> float:
+    vals = [v for v in (m.get("AP50"), m.get("mIoU")) if v is not None and np.isfinite(v)]
+    return float(np.mean(vals)) if vals else -1.0
+
+
+def _loaders(specs: list[str], val_specs: list[str] | None, train: TrainConfig, cfg: FinetuneConfig, aug: AugmentConfig,
+             cache_dir: Path) -> tuple[SampleDataset, DataLoader[Any], DataLoader[Any]]:
+    src = open_sources(specs, cache_dir=cache_dir, labelled=True)
+    if val_specs:
+        val_src = open_sources(val_specs, cache_dir=cache_dir, labelled=True)
+        train_idx, val_idx = np.arange(len(src)), np.arange(len(val_src))
+    else:
+        split = split_by_episode(src.episodes, (0.9, 0.1, 0.0), train.seed)
+        val_src, train_idx, val_idx = src, split.train, split.val
+    train_ds = label_subset(SampleDataset(src, train_transform(aug), train.seed, train_idx), cfg.label_fraction, train.seed)
+    val_ds = SampleDataset(val_src, eval_transform((aug.height, aug.width)), train.seed, val_idx)
+    g = torch.Generator().manual_seed(train.seed)
+    batch = min(train.batch_size, len(train_ds))
+    loader = DataLoader(train_ds, batch_size=batch, shuffle=True, drop_last=True, num_workers=train.workers,
+                        collate_fn=collate, generator=g, persistent_workers=train.workers > 0)
+    val_loader = DataLoader(val_ds, batch_size=train.batch_size, num_workers=train.workers, collate_fn=collate)
+    return train_ds, loader, val_loader
+
+
+def finetune(specs: list[str], out: Path, overrides: dict[str, Any], *, init: str | None = None,
+             val_specs: list[str] | None = None, params_file: str | None = None,
+             cache_dir: Path = Path("build/data_cache")) -> dict[str, Any]:
+    train = load_config(TrainConfig, params_file, overrides, prefix="train.")
+    cfg = load_config(FinetuneConfig, params_file, overrides, prefix="finetune.")
+    aug = load_config(AugmentConfig, params_file, overrides, prefix="augment.")
+    seed_everything(train.seed, train.threads)
+    labels = LabelSpace.load()
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+    train_ds, loader, val_loader = _loaders(specs, val_specs, train, cfg, aug, cache_dir)
+
+    model = build_model(train.arch, len(labels.detection), len(labels.segmentation)).to(device)
+    if init:
+        # MIM checkpoints hold "backbone.*" (+ decoder); only the backbone transfers, heads start fresh.
+        load_into(model.backbone, load_state(Path(init)), prefix="backbone.", source=init)
+    opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay, {"backbone.": cfg.backbone_lr_scale}), lr=cfg.lr)
+    ema = Ema(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
+    total = cfg.epochs * len(loader)
+    if cfg.max_steps:
+        total = min(total, cfg.max_steps)
+    out.mkdir(parents=True, exist_ok=True)
+    config = {"train": asdict(train), "finetune": asdict(cfg), "augment": asdict(aug), "data": specs,
+              "val_data": val_specs or "10% of training episodes", "init": init or "scratch",
+              "train_frames": len(train_ds), "val_frames": len(val_loader.dataset)}  # type: ignore[arg-type]
+    history: list[dict[str, Any]] = []
+    best: dict[str, Any] = {}
+    step, epoch, t0 = 0, 0, time.perf_counter()
+    while step < total:
+        train_ds.set_epoch(epoch)
+        model.train()
+        for images, targets, seg in loader:
+            if step >= total:
+                break
+            set_lr(opt, cosine_lr(step, total, cfg.lr, cfg.warmup_fraction))
+            out_ = model(images.to(device))
+            losses = model.loss(out_, [{k: v.to(device) for k, v in t.items()} for t in targets], seg.to(device))
+            opt.zero_grad(set_to_none=True)
+            losses["total"].backward()
+            nn.utils.clip_grad_norm_(model.parameters(), 10.0)
+            opt.step()
+            if ema is not None:
+                ema.update(model)
+            step += 1
+            if step % train.log_every == 0:
+                parts = " ".join(f"{k} {float(v):.3f}" for k, v in losses.items())
+                print(f"finetune: step {step}/{total} {parts}", flush=True)
+                history.append({"step": step, **{k: float(v) for k, v in losses.items()}})
+        epoch += 1
+        if epoch % cfg.eval_every == 0 or step >= total:
+            evaluated = ema.model if ema is not None else model
+            m = evaluate(evaluated, val_loader, cfg, labels, device)
+            history.append({"step": step, "epoch": epoch, "AP50": m["AP50"], "mAP": m["mAP"], "mIoU": m["mIoU"]})
+            print(f"finetune: epoch {epoch} val mAP {m['mAP']:.4f} AP50 {m['AP50']:.4f} mIoU {m['mIoU']:.4f}", flush=True)
+            if _score(m) > _score(best.get("metrics", {})):
+                best = {"metrics": m, "epoch": epoch, "step": step}
+                save_checkpoint(out / "best.pt", evaluated, config, {"metrics": m, "epoch": epoch, "arch": train.arch})
+    result = {"config": config, "best": best, "history": history, "steps": step,
+              "seconds": round(time.perf_counter() - t0, 1), "device": str(device)}
+    (out / "summary.json").write_text(json.dumps(result, indent=1, default=float))
+    return result
+
+
+def _main(args: argparse.Namespace) -> int:
+    r = finetune(args.data, Path(args.out), parse_overrides(args.set), init=args.init, val_specs=args.val_data,
+                 params_file=args.params_file, cache_dir=Path(args.cache_dir))
+    m = r["best"].get("metrics", {})
+    print(f"finetune: {r['steps']} steps in {r['seconds']} s; best epoch {r['best'].get('epoch')}: "
+          f"mAP {m.get('mAP', float('nan')):.4f} AP50 {m.get('AP50', float('nan')):.4f} mIoU {m.get('mIoU', float('nan')):.4f}"
+          f" -> {args.out}/best.pt")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction, verb: str) -> None:
+    p = sub.add_parser(verb, help="train detection + segmentation (from a MIM checkpoint or scratch)",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_common_args(p)
+    p.add_argument("--init", help="MIM checkpoint (OUT/mim.pt of `pretrain`); default: random init")
+    p.add_argument("--val-data", action="append", metavar="SPEC", help="validation data (default: 10%% of the episodes)")
+    p.set_defaults(func=_main)
