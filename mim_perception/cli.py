@@ -26,6 +26,7 @@ VERBS: dict[str, str] = {
     "pretrain": "mim_perception.training.pretrain",
     "finetune": "mim_perception.training.finetune",
     "export": "mim_perception.tools.export",
+    "evaluate-robustness": "mim_perception.tools.evaluate_robustness",
     "demo": "mim_perception.tools.demo",
 }
 

@@ -49,6 +49,7 @@ class FrameTracker(Protocol):
 class PerceptionConfig:
     PARAM_FILE: ClassVar[str] = "perception.param.yaml"
     score_threshold: float = field(metadata=rng(0.0, 1.0))
+    track_score_threshold: float = field(metadata=rng(0.0, 1.0))
     nms_iou: float = field(metadata=rng(0.0, 1.0))
     max_detections: int = field(metadata=rng(1, 10000))
     seg_full_resolution: bool
@@ -57,7 +58,7 @@ class PerceptionConfig:
 
 @dataclass
 class PerceptionResult:
-    detections: Detections          # camera pixels
+    detections: Detections          # camera pixels, score >= score_threshold (what is published)
     seg: np.ndarray                 # uint8 label map (camera resolution or model scale)
     embed: np.ndarray               # D
     timings_ms: dict[str, float]
@@ -93,12 +94,15 @@ class Perceiver:
         for i, (scale, px, py, hw) in enumerate(geoms):
             t3 = time.perf_counter()
             finite = np.isfinite(out.boxes[i]).all(1) & np.isfinite(out.scores[i])
-            dets = select_detections(out.boxes[i], out.scores[i], out.classes[i], score_threshold=self.cfg.score_threshold,
-                                     nms_iou=self.cfg.nms_iou, max_detections=self.cfg.max_detections)
-            dets = to_camera(dets, scale, px, py, hw)
+            # The tracker also sees low-score boxes (ByteTrack's second stage rescues tracks with them).
+            floor = min(self.cfg.score_threshold, self.cfg.track_score_threshold) if self.tracker else self.cfg.score_threshold
+            candidates = select_detections(out.boxes[i], out.scores[i], out.classes[i], score_threshold=floor,
+                                           nms_iou=self.cfg.nms_iou, max_detections=self.cfg.max_detections)
+            candidates = to_camera(candidates, scale, px, py, hw)
+            dets = candidates.select(candidates.scores >= self.cfg.score_threshold)
             seg = seg_to_camera(out.seg[i], self.backend.seg_stride, scale, px, py, hw, self.cfg.seg_full_resolution)
             t4 = time.perf_counter()
-            tracks = self.tracker.update(dets, stamps[i]) if self.tracker is not None else None
+            tracks = self.tracker.update(candidates, stamps[i]) if self.tracker is not None else None
             t5 = time.perf_counter()
             drift = None
             if self.drift is not None and self.drift.add(out.embed[i]):   # the detector samples every Nth frame

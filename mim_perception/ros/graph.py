@@ -20,6 +20,7 @@ class GraphConfig:
     PARAM_FILE: ClassVar[str] = "graph.param.yaml"
     cameras: list[str]
     camera_monitor: bool
+    perception: bool
     standalone_tracker: bool
     use_sim_time: bool
     fastdds_large_data: bool
@@ -76,6 +77,15 @@ def describe(cfg: GraphConfig, cameras: list[Camera] | None = None, user_params:
                 name="camera_monitor", namespace="/" + cam.name, executable="camera_monitor",
                 factory="mim_perception.ros.nodes.camera_monitor:CameraMonitor",
                 params_files=(str(cdir / "input.param.yaml"), str(cdir / "monitor.param.yaml"), *extra),
+                remaps=image_remaps,
+                overrides=(("input.transport", transport), ("input.hardware_id", cam.name), *sim),
+            ))
+        if cfg.perception:
+            nodes.append(NodeSpec(
+                name="perception", namespace="/" + cam.name, executable="perception",
+                factory="mim_perception.ros.nodes.perception:PerceptionNode",
+                params_files=tuple(str(cdir / f) for f in ("input.param.yaml", "monitor.param.yaml", "perception.param.yaml",
+                                                            "tracker.param.yaml")) + extra,
                 remaps=image_remaps,
                 overrides=(("input.transport", transport), ("input.hardware_id", cam.name), *sim),
             ))

@@ -118,6 +118,8 @@ def finetune(specs: list[str], out: Path, overrides: dict[str, Any], *, init: st
         train_ds.set_epoch(epoch)
         model.train()
         for images, targets, seg in loader:
+            if (out / "STOP").exists():   # graceful early stop: `touch OUT/STOP`
+                total = step
             if step >= total:
                 break
             set_lr(opt, cosine_lr(step, total, cfg.lr, cfg.warmup_fraction))

@@ -88,6 +88,8 @@ def pretrain(specs: Sequence[str], out: Path, overrides: dict[str, Any], params_
         data.set_epoch(epoch)   # new augmentation draws each epoch
         epoch += 1
         for images, _, _ in loader:
+            if (out / "STOP").exists():   # graceful early stop: `touch OUT/STOP`
+                total = step
             if step >= total:
                 break
             if preview is None:

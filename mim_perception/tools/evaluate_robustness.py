@@ -1,0 +1,178 @@
+"""`mim-perception evaluate-robustness`: accuracy and monitoring signals under corruptions.
+
+    mim-perception evaluate-robustness --data synthetic:12:40:9000:640x384 [--model models/NAME] --out report/
+
+For clean frames and each corruption at severities 1, 3, 5 (training/corruptions.py): detection AP50, segmentation
+mIoU, the drift monitor's p-values over windows of consecutive frames and the MIM OOD score; then the AUROC of
+separating corrupted from clean (per window for drift, per frame and per window for OOD) and the false-alarm
+rate of the drift alarm on clean windows. Writes robustness.json, robustness.md and robustness.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from scipy.stats import rankdata
+
+from mim_perception.core.config import load_config
+from mim_perception.core.labels import LabelSpace
+from mim_perception.core.monitoring.drift import DriftReference, mmd2_unbiased
+from mim_perception.core.monitoring.health import MonitorConfig
+from mim_perception.core.monitoring.ood import OodReference
+from mim_perception.core.postprocess import select_detections
+from mim_perception.inference.backends import BackendConfig, default_model_dir
+from mim_perception.inference.manifest import load_manifest
+from mim_perception.inference.ort_backend import OrtBackend
+from mim_perception.training import corruptions
+from mim_perception.training.augment import Letterbox
+from mim_perception.training.metrics import SegMeter, evaluate_detections
+
+SEVERITIES = (1, 3, 5)
+
+
+def auroc(negatives: np.ndarray, positives: np.ndarray) -> float:
+    """P(score of a positive > score of a negative), ties counted half (Mann-Whitney U / (n·m))."""
+    neg, pos = np.asarray(negatives, np.float64), np.asarray(positives, np.float64)
+    neg, pos = neg[np.isfinite(neg)], pos[np.isfinite(pos)]
+    if not len(neg) or not len(pos):
+        return float("nan")
+    ranks = rankdata(np.concatenate([neg, pos]))
+    u = ranks[len(neg):].sum() - len(pos) * (len(pos) + 1) / 2
+    return float(u / (len(neg) * len(pos)))
+
+
+def _windows(values: np.ndarray, size: int) -> list[np.ndarray]:
+    return [values[i:i + size] for i in range(0, len(values) - size + 1, max(1, size // 2))]
+
+
+def _run(frames: list[Any], backend: OrtBackend, ood: Any, labels: LabelSpace, cond: tuple[str, int] | None,
+         seed: int) -> dict[str, Any]:
+    rng = np.random.default_rng(seed)
+    hw = backend.input_hw
+    preds, gts, embeds, errors = [], [], [], []
+    meter = SegMeter(len(labels.segmentation), labels.segmentation)
+    to_input = Letterbox(hw)   # same geometry as the runtime; masks resized nearest, border ignored
+    for frame in frames:
+        # the camera sees the corruption: apply it before resizing
+        seen = frame if cond is None else replace(frame, image=corruptions.apply(frame.image, cond[0], cond[1], rng))
+        s = to_input(seen, rng)
+        x = np.ascontiguousarray(s.image.transpose(2, 0, 1))[None]
+        out = backend.infer(x)
+        d = select_detections(out.boxes[0], out.scores[0], out.classes[0], score_threshold=0.01, nms_iou=0.6,
+                              max_detections=100)
+        preds.append((d.boxes, d.scores, d.labels))
+        gts.append((s.boxes, s.labels))
+        meter.update(cv2.resize(out.seg[0].astype(np.uint8), (hw[1], hw[0]), interpolation=cv2.INTER_NEAREST)[None],
+                     s.seg[None])
+        embeds.append(out.embed[0])
+        if ood is not None:
+            errors.append(float(ood.run(None, {"images": x})[0][0]))
+    det = evaluate_detections(preds, gts, labels.detection)
+    return {"AP50": det["AP50"], "mAP": det["mAP"], "mIoU": meter.compute()["mIoU"], "embeds": np.stack(embeds),
+            "ood_errors": np.array(errors)}
+
+
+def evaluate(specs: list[str], bundle: Path, out: Path, *, max_frames: int, names: tuple[str, ...], seed: int = 0,
+             cache_dir: Path = Path("build/data_cache")) -> dict[str, Any]:
+    import onnxruntime as ort
+
+    from mim_perception.training.common import open_sources
+
+    manifest = load_manifest(bundle)
+    cfg = load_config(BackendConfig, None, {"backend.model": str(bundle), "backend.warmup_runs": 0}, prefix="backend.")
+    backend = OrtBackend(bundle, manifest, cfg)
+    ood = ort.InferenceSession(str(bundle / manifest.files["ood"]), providers=["CPUExecutionProvider"]) \
+        if "ood" in manifest.files else None
+    ood_ref = OodReference.load(bundle / manifest.files["ood_reference"]) if "ood_reference" in manifest.files else None
+    ref = DriftReference.load(bundle / manifest.files["drift_reference"])
+    monitor = load_config(MonitorConfig, None, prefix="monitor.")
+    labels = LabelSpace.load()
+    src = open_sources(specs, cache_dir=cache_dir, labelled=True)
+    frames = [src[i] for i in range(min(len(src), max_frames))]   # consecutive frames: windows are real sequences
+    conditions: list[tuple[str, int] | None] = [None] + [(n, s) for n in names for s in SEVERITIES]
+    rows: list[dict[str, Any]] = []
+    clean: dict[str, Any] = {}
+    for cond in conditions:
+        r = _run(frames, backend, ood, labels, cond, seed)
+        proj = ref.project(r["embeds"])
+        win_p = np.array([ref.p_value(mmd2_unbiased(w, ref.sample, ref.gamma)) for w in _windows(proj, ref.window)])
+        ood_scores = np.array([ood_ref.score(e) for e in r["ood_errors"]]) if ood_ref is not None else np.array([])
+        row = {"corruption": "clean" if cond is None else cond[0], "severity": 0 if cond is None else cond[1],
+               "AP50": r["AP50"], "mAP": r["mAP"], "mIoU": r["mIoU"], "drift_p_median": float(np.median(win_p)),
+               "drift_alarm_rate": float((win_p < monitor.drift_p_error).mean()),
+               "ood_score_mean": float(ood_scores.mean()) if len(ood_scores) else float("nan")}
+        if cond is None:
+            clean = {"p": win_p, "ood": ood_scores}
+        else:
+            row["drift_auroc"] = auroc(-np.log(clean["p"]), -np.log(win_p))
+            row["ood_auroc_frame"] = auroc(clean["ood"], ood_scores) if len(ood_scores) else float("nan")
+            row["ood_auroc_window"] = auroc(np.array([w.mean() for w in _windows(clean["ood"], ref.window)]),
+                                            np.array([w.mean() for w in _windows(ood_scores, ref.window)])) \
+                if len(ood_scores) >= ref.window else float("nan")
+        rows.append(row)
+        print(f"robustness: {row['corruption']:>14s} s{row['severity']}  AP50 {row['AP50']:.3f}  mIoU {row['mIoU']:.3f}  "
+              f"drift AUROC {row.get('drift_auroc', float('nan')):.3f}  OOD AUROC {row.get('ood_auroc_frame', float('nan')):.3f}",
+              flush=True)
+    report = {"model": manifest.name, "frames": len(frames), "window": ref.window, "rows": rows, "data": specs,
+              "clean_false_alarm_rate": rows[0]["drift_alarm_rate"]}
+    _write(out, report)
+    return report
+
+
+def _write(out: Path, report: dict[str, Any]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "robustness.json").write_text(json.dumps(report, indent=1, default=float))
+    lines = [f"# Robustness of {report['model']} ({report['frames']} frames, drift window {report['window']})", "",
+             "| corruption | sev | AP50 | mIoU | drift AUROC | OOD AUROC (frame) | OOD AUROC (window) | drift alarms |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in report["rows"]:
+        lines.append(f"| {r['corruption']} | {r['severity']} | {r['AP50']:.3f} | {r['mIoU']:.3f} | "
+                     f"{r.get('drift_auroc', float('nan')):.3f} | {r.get('ood_auroc_frame', float('nan')):.3f} | "
+                     f"{r.get('ood_auroc_window', float('nan')):.3f} | {r['drift_alarm_rate']:.2f} |")
+    (out / "robustness.md").write_text("\n".join(lines) + "\n")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in report["rows"] if r["severity"]]
+    names = sorted({r["corruption"] for r in rows})
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    for ax, key in zip(axes, ("AP50", "drift_auroc", "ood_auroc_frame"), strict=True):
+        for sev in SEVERITIES:
+            ax.plot(names, [next((r[key] for r in rows if r["corruption"] == n and r["severity"] == sev), np.nan)
+                            for n in names], "o-", label=f"severity {sev}")
+        if key == "AP50":
+            ax.axhline(report["rows"][0]["AP50"], color="k", ls="--", label="clean")
+        ax.set_title(key)
+        ax.tick_params(axis="x", rotation=45)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "robustness.png", dpi=90)
+    plt.close(fig)
+
+
+def _main(args: argparse.Namespace) -> int:
+    bundle = Path(args.model) if args.model else default_model_dir()
+    names = tuple(args.corruptions.split(",")) if args.corruptions else corruptions.NAMES
+    evaluate(args.data, bundle, Path(args.out), max_frames=args.frames, names=names, cache_dir=Path(args.cache_dir))
+    print(f"evaluate-robustness: wrote {args.out}/robustness.md, .json, .png")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction, verb: str) -> None:
+    p = sub.add_parser(verb, help="accuracy, drift and OOD scores under corruptions", description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", action="append", required=True, metavar="SPEC", help="held-out labelled data (see finetune)")
+    p.add_argument("--model", help="model bundle (default: the shipped one)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--frames", type=int, default=240, help="consecutive frames per condition")
+    p.add_argument("--corruptions", help=f"comma-separated subset of {','.join(corruptions.NAMES)}")
+    p.add_argument("--cache-dir", default="build/data_cache")
+    p.set_defaults(func=_main)
