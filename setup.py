@@ -21,7 +21,10 @@ setup(
         share("launch", "*.launch.py"),
         share("config", "*.yaml"),
         share("config", "*.xml"),
+        share("config/sim_presets", "*.yaml"),
         share("models", "*"),
+        # each model bundle is a folder (manifest.json + files it lists)
+        *[(f"share/{PACKAGE}/{d.rstrip('/')}", glob(f"{d}*")) for d in glob("models/*/")],
         (f"share/{PACKAGE}/demo/drive_front", glob("demo/drive_front/*")),
     ],
     python_requires=">=3.10",
@@ -32,6 +35,7 @@ setup(
         "opencv-python>=4.8",
         "PyYAML>=6",
         "scipy>=1.10",
+        "lap>=0.5",
         "filterpy>=1.4",
         "rosbags>=0.10",
         "mcap>=1.1",
@@ -42,6 +46,7 @@ setup(
         "model": ["torch>=2.3", "onnx>=1.16", "onnxscript>=0.1", "onnxruntime>=1.18"],
         "test": ["pytest>=8", "pytest-timeout>=2.3", "pytest-xdist>=3.5", "hypothesis>=6.100"],
         "lint": ["ruff>=0.5", "mypy>=1.10", "types-PyYAML"],
+        "sim": ["metadrive-simulator==0.4.3"],   # assets: `make sim-setup` (offline: MIM_SIM_ASSETS)
     },
     zip_safe=True,
     maintainer="mim_perception maintainers",
@@ -55,6 +60,7 @@ setup(
             # one executable per node, for launch_ros (installed to lib/mim_perception by colcon)
             "camera_monitor = mim_perception.ros.nodes.camera_monitor:main",
             "tracker_node = mim_perception.ros.nodes.tracker_node:main",
+            "perception = mim_perception.ros.nodes.perception:main",
         ],
     },
 )

@@ -21,6 +21,7 @@ VERBS: dict[str, str] = {
     "record": "mim_perception.bags.record",
     "bag-from-video": "mim_perception.bags.from_video",
     "bag-info": "mim_perception.bags.info",
+    "evaluate-tracking": "mim_perception.tools.evaluate_tracking",
     "synth": "mim_perception.sim.synth_cli",
     "simgen": "mim_perception.sim.simgen",
     "pretrain": "mim_perception.training.pretrain",

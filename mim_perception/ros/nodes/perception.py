@@ -1,0 +1,208 @@
+"""perception: camera in -> detections, segmentation, tracks, latency, drift out. A thin shell around Perceiver.
+
+configure loads and verifies the model bundle (sha256) and warms the backend up (a failure fails configure
+with the reason, and diagnostics say ERROR); activate subscribes. A frame that arrives while the previous
+one is still being processed is dropped and counted (never queued: a late frame is worthless).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray
+from mim_perception_msgs.msg import DriftStatus, FrameLatency, TrackArray
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.time import Time
+from sensor_msgs.msg import CompressedImage, Image
+from vision_msgs.msg import Detection2DArray
+
+from mim_perception.core.errors import BadImageError, MimPerceptionError, ModelLoadError
+from mim_perception.core.inputs import InputConfig
+from mim_perception.core.monitoring.drift import DriftDetector, DriftReference
+from mim_perception.core.monitoring.health import Level, MonitorConfig, judge, judge_drift
+from mim_perception.core.pipeline import Perceiver, PerceptionConfig, PerceptionResult
+from mim_perception.core.tracking.tracker import Tracker, TrackerConfig
+from mim_perception.inference.backends import BackendConfig, default_model_dir, load_backend
+from mim_perception.ros import qos
+from mim_perception.ros.detection_msgs import arrays_to_detections
+from mim_perception.ros.diagnostics import to_array, to_status
+from mim_perception.ros.image_msgs import compressed_to_bgr8, image_to_bgr8, numpy_to_image
+from mim_perception.ros.lifecycle import MimLifecycleNode, standalone_main
+from mim_perception.ros.params import declare_and_load
+from mim_perception.ros.track_msgs import ClassVocabulary, tracks_to_msg
+
+NAN = math.nan
+
+
+def _stamp(header: Any) -> float:
+    return float(header.stamp.sec) + float(header.stamp.nanosec) * 1e-9
+
+
+class PerceptionNode(MimLifecycleNode):
+    def __init__(self, node_name: str = "perception", **kwargs: object) -> None:
+        super().__init__(node_name, **kwargs)
+        self._sub: Any = None
+        self._timer: Any = None
+        self._busy = threading.Lock()
+        self.errors: deque[str] = deque(maxlen=3)
+        self.warnings: deque[str] = deque(maxlen=3)
+        self.invalid_outputs = 0
+        self.last_drift: tuple[float, float] = (NAN, NAN)
+
+    def configure(self) -> None:
+        self.input = declare_and_load(self, InputConfig, prefix="input.")
+        self.monitor = declare_and_load(self, MonitorConfig, prefix="monitor.")
+        self.pcfg = declare_and_load(self, PerceptionConfig, prefix="perception.")
+        self.bcfg = declare_and_load(self, BackendConfig, prefix="backend.")
+        tcfg = declare_and_load(self, TrackerConfig, prefix="tracker.")
+        self.stats = self.monitor.new_stats()
+        self.hardware_id = self.input.hardware_id or self.get_namespace().strip("/") or "camera"
+        try:
+            backend, self.manifest, reason = load_backend(self.bcfg)
+        except MimPerceptionError as e:
+            self.errors.append(f"model load failed: {e}")
+            raise
+        bundle = Path(self.bcfg.model) if self.bcfg.model else default_model_dir()
+        self.model_id = f"{self.manifest.name}@{self.manifest.sha256.get(self.manifest.files['onnx'], '')[:12]}"
+        self.get_logger().info(f"backend {backend.name} ({reason}); model {self.model_id} input {backend.input_hw}")
+        self.drift = self._load_drift(bundle)
+        self.vocab = ClassVocabulary()
+        self.vocab.labels(list(self.manifest.detection_classes))   # label i <-> the model's class i
+        self.perceiver = Perceiver(backend, self.pcfg, Tracker(tcfg), self.drift)
+        self.det_pub = self.create_lifecycle_publisher(Detection2DArray, "~/out/detections", qos.RELIABLE)
+        self.seg_pub = self.create_lifecycle_publisher(Image, "~/out/segmentation", qos.RELIABLE)
+        self.overlay_pub = self.create_lifecycle_publisher(Image, "~/out/overlay", qos.SENSOR)
+        self.track_pub = self.create_lifecycle_publisher(TrackArray, "~/out/tracks", qos.RELIABLE)
+        self.latency_pub = self.create_lifecycle_publisher(FrameLatency, "~/out/latency", qos.RELIABLE)
+        self.drift_pub = self.create_lifecycle_publisher(DriftStatus, "~/out/drift", qos.RELIABLE)
+        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", qos.RELIABLE)
+
+    def _load_drift(self, bundle: Path) -> DriftDetector | None:
+        name = self.manifest.files.get("drift_reference")
+        if not name:
+            self.warnings.append("model bundle has no drift reference: drift monitoring disabled")
+            return None
+        try:
+            ref = DriftReference.load(bundle / name)
+        except ModelLoadError as e:
+            self.warnings.append(f"drift monitoring disabled: {e}")
+            return None
+        if ref.mean.shape[0] != self.manifest.embed_dim:
+            self.warnings.append(f"drift reference is for {ref.mean.shape[0]}-d embeddings, model gives "
+                                 f"{self.manifest.embed_dim}: drift monitoring disabled")
+            return None
+        return DriftDetector(ref, every=self.pcfg.drift_every)
+
+    def activate(self) -> None:
+        if self.input.transport == "compressed":
+            topic, typ, cb = "~/in/image/compressed", CompressedImage, self._on_compressed
+        else:
+            topic, typ, cb = "~/in/image", Image, self._on_raw
+        # Reentrant: a frame arriving during processing runs its callback at once, finds the lock taken and is
+        # counted as dropped (busy), instead of waiting in a queue.
+        self._sub = self.create_subscription(typ, topic, cb, qos.SENSOR, callback_group=ReentrantCallbackGroup(),
+                                             event_callbacks=qos.subscription_events(topic, self._report))
+        self._timer = self.create_timer(self.monitor.diagnostics_period, self._publish_diagnostics,
+                                        callback_group=MutuallyExclusiveCallbackGroup())
+
+    def deactivate(self) -> None:
+        for attr, destroy in (("_sub", self.destroy_subscription), ("_timer", self.destroy_timer)):
+            if getattr(self, attr) is not None:
+                destroy(getattr(self, attr))
+                setattr(self, attr, None)
+
+    def cleanup(self) -> None:
+        self.deactivate()
+
+    def _report(self, message: str) -> None:
+        self.get_logger().error(message)
+        self.errors.append(message)
+
+    def _now(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    def _on_raw(self, msg: Image) -> None:
+        self._frame(msg, image_to_bgr8)
+
+    def _on_compressed(self, msg: CompressedImage) -> None:
+        self._frame(msg, compressed_to_bgr8)
+
+    def _frame(self, msg: Any, decode: Any) -> None:
+        receive = self._now()
+        stamp = _stamp(msg.header)
+        if not self._busy.acquire(blocking=False):
+            self.stats.on_busy()
+            return
+        try:
+            t0 = time.perf_counter()
+            try:
+                image = decode(msg)
+            except BadImageError as e:
+                self.stats.on_malformed(receive)
+                self.get_logger().warning(f"malformed frame dropped: {e}", throttle_duration_sec=2.0)
+                return
+            decode_ms = (time.perf_counter() - t0) * 1e3
+            self.stats.on_frame(stamp, receive)
+            try:
+                result = self.perceiver.process(image, stamp)
+            except (BadImageError, ValueError) as e:
+                self.stats.on_malformed(receive)
+                self.get_logger().warning(f"frame skipped: {e}", throttle_duration_sec=2.0)
+                return
+            self._publish(msg.header, image, result, decode_ms, stamp)
+        finally:
+            self._busy.release()
+
+    def _publish(self, header: Any, image: np.ndarray, r: PerceptionResult, decode_ms: float, stamp: float) -> None:
+        t0 = time.perf_counter()
+        self.invalid_outputs += r.invalid_outputs
+        names = [self.manifest.detection_classes[int(c)] for c in r.detections.labels]
+        self.det_pub.publish(arrays_to_detections(header, r.detections.boxes, r.detections.scores, names))
+        self.seg_pub.publish(numpy_to_image(r.seg, "mono8", header))
+        if r.tracks is not None:
+            self.track_pub.publish(tracks_to_msg(header, r.tracks, self.vocab))
+        if self.overlay_pub.get_subscription_count() > 0:   # only drawn while someone looks
+            from mim_perception.core.overlay import draw_overlay
+
+            palette = np.asarray(self.manifest.segmentation_palette_bgr, np.uint8)
+            self.overlay_pub.publish(numpy_to_image(draw_overlay(image, r, palette, self.manifest.detection_classes),
+                                                    "bgr8", header))
+        if r.drift is not None:
+            self.last_drift = (r.drift.p_value, NAN)
+            level, _ = judge_drift(self.monitor, r.drift.p_value, NAN)
+            self.drift_pub.publish(DriftStatus(header=header, camera=self.hardware_id, model_id=self.model_id,
+                                               reference_loaded=True, window_size=r.drift.samples,
+                                               drift_score=r.drift.score, drift_p_value=r.drift.p_value,
+                                               ood_score=NAN, level=int(level)))
+        publish_ms = (time.perf_counter() - t0) * 1e3
+        t = r.timings_ms
+        out = FrameLatency(header=header, camera=self.hardware_id, decode_ms=decode_ms, preprocess_ms=t["preprocess"],
+                           inference_ms=t["inference"], postprocess_ms=t["postprocess"], tracking_ms=t["tracking"],
+                           publish_ms=publish_ms)
+        out.pipeline_ms = self.stats.on_done(stamp, self._now(), {"decode": decode_ms, **t, "publish": publish_ms})
+        d = self.stats.drops
+        out.frames_received, out.dropped_superseded = d.received, d.superseded
+        out.dropped_busy, out.dropped_malformed = d.busy, d.malformed
+        self.latency_pub.publish(out)
+
+    def _publish_diagnostics(self) -> None:
+        findings = [(Level.WARN, w) for w in self.warnings]
+        p, ood = self.last_drift
+        findings.append(judge_drift(self.monitor, p if math.isfinite(p) else 1.0, ood if math.isfinite(ood) else 0.0))
+        if self.invalid_outputs:
+            findings.append((Level.WARN, f"{self.invalid_outputs} non-finite model outputs dropped"))
+        verdict = judge(self.stats, self.monitor, self._now(), tuple(self.errors), tuple(findings))
+        verdict.values |= {"model": self.model_id, "backend": self.perceiver.backend.name,
+                           "drift_p_value": f"{p:.3g}", "invalid_outputs": str(self.invalid_outputs)}
+        status = to_status(verdict, f"{self.get_fully_qualified_name()}: perception", self.hardware_id)
+        self.diag_pub.publish(to_array([status], Time(seconds=self._now()).to_msg()))
+
+
+def main(argv: list[str] | None = None) -> int:
+    return standalone_main(PerceptionNode, "perception", argv)

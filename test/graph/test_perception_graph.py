@@ -1,0 +1,159 @@
+"""The perception node in a real rclpy graph with a tiny exported model: outputs on the input's stamp and frame,
+boxes in camera pixels, segmentation, tracks, latency and diagnostics; busy frames dropped and counted."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from conftest import wait_for
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from mim_perception_msgs.msg import FrameLatency, TrackArray
+from rclpy.executors import SingleThreadedExecutor
+from sensor_msgs.msg import Image
+from vision_msgs.msg import Detection2DArray
+
+from mim_perception.core.errors import MimPerceptionError
+from mim_perception.ros import qos
+from mim_perception.ros.runner import GraphRunner, graph_from_args
+
+TOPIC = "/cam/front/image_raw"
+H, W = 384, 640
+
+
+def _image(stamp_s: float, seed: int) -> Image:
+    msg = Image(height=H, width=W, encoding="bgr8", step=W * 3)
+    msg.data = np.random.default_rng(seed).integers(0, 255, (H, W, 3), np.uint8).tobytes()
+    msg.header.stamp.sec = int(stamp_s)
+    msg.header.stamp.nanosec = round((stamp_s % 1) * 1e9)
+    msg.header.frame_id = "front_optical"
+    return msg
+
+
+def _params(tmp_path, bundle, extra: str = "") -> str:
+    p = tmp_path / "p.yaml"
+    p.write_text(f"""/**:
+  ros__parameters:
+    graph:
+      camera_monitor: false
+      perception: true
+    backend:
+      model: "{bundle}"
+      warmup_runs: 1
+    perception:
+      score_threshold: 0.0
+      track_score_threshold: 0.0
+      max_detections: 20
+    monitor:
+      diagnostics_period: 0.2
+      min_frames_for_rates: 1000
+{extra}""")
+    return str(p)
+
+
+@pytest.fixture
+def probe(ros_context):
+    import rclpy
+
+    node = rclpy.create_node("probe", context=ros_context)
+    ex = SingleThreadedExecutor(context=ros_context)
+    ex.add_node(node)
+    try:
+        yield node, lambda: ex.spin_once(timeout_sec=0.02)
+    finally:
+        ex.shutdown()
+        node.destroy_node()
+
+
+def _collect(node, topic, typ, out):
+    node.create_subscription(typ, topic, out.append, qos.RELIABLE)
+
+
+def test_outputs_keep_stamp_frame_and_camera_pixels(ros_context, probe, tiny_bundle, tmp_path):
+    node, spin = probe
+    _, specs = graph_from_args(_params(tmp_path, tiny_bundle), [f"front={TOPIC}"], None)
+    runner = GraphRunner(specs, context=ros_context, threads=3).start()
+    try:
+        dets: list[Detection2DArray] = []
+        segs: list[Image] = []
+        tracks: list[TrackArray] = []
+        lat: list[FrameLatency] = []
+        diags: list[DiagnosticStatus] = []
+        _collect(node, "/front/perception/out/detections", Detection2DArray, dets)
+        _collect(node, "/front/perception/out/segmentation", Image, segs)
+        _collect(node, "/front/perception/out/tracks", TrackArray, tracks)
+        _collect(node, "/front/perception/out/latency", FrameLatency, lat)
+        node.create_subscription(DiagnosticArray, "/diagnostics",
+                                 lambda m: diags.extend(s for s in m.status if s.hardware_id == "front"), qos.RELIABLE)
+        pub = node.create_publisher(Image, TOPIC, qos.SENSOR)
+        wait_for(lambda: pub.get_subscription_count() > 0, 20, spin, "perception to subscribe")
+        t0 = node.get_clock().now().nanoseconds * 1e-9
+        sent = []
+        for i in range(8):
+            sent.append(t0 + i * 0.1)
+            pub.publish(_image(sent[-1], i))
+            end = time.monotonic() + 0.25   # 4 Hz: the tiny model keeps up on any CPU, so nothing is dropped
+            while time.monotonic() < end:
+                spin()
+        wait_for(lambda: len(lat) >= 8 and len(dets) >= 8 and len(segs) >= 8 and len(tracks) >= 8, 20, spin, "outputs")
+        for msgs in (dets, segs, tracks, lat):
+            got = [m.header.stamp.sec + m.header.stamp.nanosec * 1e-9 for m in msgs]
+            assert np.allclose(got, sent, atol=1e-6) and all(m.header.frame_id == "front_optical" for m in msgs)
+        boxes = [(d.bbox.center.position.x, d.bbox.center.position.y, d.bbox.size_x, d.bbox.size_y)
+                 for m in dets for d in m.detections]
+        assert boxes, "a random model with threshold 0 produces candidates"
+        b = np.array(boxes)
+        assert (b[:, 0] >= 0).all() and (b[:, 0] <= W).all() and (b[:, 1] <= H).all() and (b[:, 2:] > 0).all()
+        assert all(d.results[0].hypothesis.class_id in ("car", "truck", "bus", "pedestrian", "cyclist", "traffic_cone")
+                   for m in dets for d in m.detections)
+        assert segs[0].encoding == "mono8" and (segs[0].height, segs[0].width) == (48, 80)
+        assert all(m.inference_ms > 0 and m.pipeline_ms > 0 for m in lat) and lat[-1].dropped_busy == 0
+        wait_for(lambda: any("model" in {kv.key for kv in d.values} for d in diags), 5, spin, "diagnostics")
+        d = next(d for d in diags if any(kv.key == "model" for kv in d.values))
+        assert dict((kv.key, kv.value) for kv in d.values)["backend"] == "onnxruntime"
+    finally:
+        runner.stop()
+
+
+def test_busy_frames_are_dropped_and_counted(ros_context, probe, tiny_bundle, tmp_path, monkeypatch):
+    from mim_perception.inference.ort_backend import OrtBackend
+
+    real = OrtBackend.infer
+
+    def slow(self, batch):  # a deliberately slow backend: 150 ms per frame
+        time.sleep(0.15)
+        return real(self, batch)
+
+    monkeypatch.setattr(OrtBackend, "infer", slow)
+    node, spin = probe
+    _, specs = graph_from_args(_params(tmp_path, tiny_bundle), [f"front={TOPIC}"], None)
+    runner = GraphRunner(specs, context=ros_context, threads=3).start()
+    try:
+        lat: list[FrameLatency] = []
+        _collect(node, "/front/perception/out/latency", FrameLatency, lat)
+        pub = node.create_publisher(Image, TOPIC, qos.SENSOR)
+        wait_for(lambda: pub.get_subscription_count() > 0, 20, spin, "perception to subscribe")
+        t0 = node.get_clock().now().nanoseconds * 1e-9
+        n = 30
+        for i in range(n):   # 30 Hz into a 150 ms pipeline
+            pub.publish(_image(t0 + i / 30, i))
+            end = time.monotonic() + 1 / 30
+            while time.monotonic() < end:
+                spin()
+        time.sleep(0.3)
+        pub.publish(_image(t0 + n / 30, n))   # a last frame after the backlog, so every earlier gap is visible
+        wait_for(lambda: lat and abs(lat[-1].header.stamp.sec + lat[-1].header.stamp.nanosec * 1e-9 - (t0 + n / 30)) < 1e-6,
+                 10, spin, "the last frame to be processed")
+        last = lat[-1]
+        dropped = last.dropped_busy + last.dropped_superseded
+        assert len(lat) < n / 2 and dropped > n / 2, "the slow backend cannot keep up: most frames are dropped"
+        assert len(lat) + dropped == n + 1, "every frame is processed or counted as dropped"
+    finally:
+        runner.stop()
+
+
+def test_missing_model_fails_configure_with_the_reason(ros_context, tmp_path):
+    _, specs = graph_from_args(_params(tmp_path, tmp_path / "no_such_bundle"), [f"front={TOPIC}"], None)
+    with pytest.raises(MimPerceptionError, match="manifest.json not found"):
+        GraphRunner(specs, context=ros_context, threads=2).start()
