@@ -57,6 +57,7 @@ class _Probe:
         self.drift_p = math.nan
         # The perception node's latency when it runs (full pipeline), else camera_monitor's (input only).
         stage = "perception" if perception else "camera_monitor"
+        self._diag_suffix = ": perception" if perception else ": camera input"
         lat_topic = f"/{camera}/{stage}/out/latency"
         node.create_subscription(FrameLatency, lat_topic, lambda m: self._on_latency(lat_topic, m), qos.RELIABLE)
         if perception:
@@ -100,8 +101,13 @@ class _Probe:
         with self._lock:
             self._tick("/diagnostics")
             for s in m.status:
+                if not s.name.endswith(self._diag_suffix):
+                    continue
                 self.diag_level = int.from_bytes(s.level, "little") if isinstance(s.level, bytes) else int(s.level)
                 self.diag_message = s.message
+                v = {kv.key: kv.value for kv in s.values}
+                if "dropped_busy" in v:   # periodic: also covers drops after the last processed frame
+                    self.drops = (int(v["dropped_superseded"]), int(v["dropped_busy"]), int(v["dropped_malformed"]))
 
     def status_line(self, elapsed: float) -> str:
         with self._lock:
@@ -183,7 +189,7 @@ def run(args: argparse.Namespace) -> int:
         cr, end = ("\r", "") if sys.stdout.isatty() else ("", "\n")
         while not done.wait(1.0):
             print(cr + probe.status_line(time.monotonic() - t0), end=end, flush=True)
-        time.sleep(0.5)  # last results in flight
+        time.sleep(1.5)  # last results in flight and one more diagnostics period (final drop counts)
         print(cr + probe.status_line(time.monotonic() - t0))
         received = _report(probe, stats[0] if stats else None, frames, perception)
         ex.shutdown()
