@@ -46,7 +46,7 @@ setup(
         "model": ["torch>=2.3", "onnx>=1.16", "onnxscript>=0.1", "onnxruntime>=1.18"],
         "test": ["pytest>=8", "pytest-timeout>=2.3", "pytest-xdist>=3.5", "hypothesis>=6.100"],
         "lint": ["ruff>=0.5", "mypy>=1.10", "types-PyYAML"],
-        "sim": ["metadrive-simulator==0.4.3"],   # assets: `make sim-setup` (offline: MIM_SIM_ASSETS)
+        "sim": ["metadrive-simulator==0.4.3; python_version < '3.12'"],   # assets: `make sim-setup` (offline: MIM_SIM_ASSETS)
     },
     zip_safe=True,
     maintainer="mim_perception maintainers",
@@ -61,6 +61,7 @@ setup(
             "camera_monitor = mim_perception.ros.nodes.camera_monitor:main",
             "tracker_node = mim_perception.ros.nodes.tracker_node:main",
             "perception = mim_perception.ros.nodes.perception:main",
+            "sim_bridge = mim_perception.ros.nodes.sim_bridge:main",
         ],
     },
 )

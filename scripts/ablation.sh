@@ -9,12 +9,13 @@ ARCH=${ARCH:-convnext_atto_cpu}; H=${SIZE_H:-192}; W=${SIZE_W:-320}
 TRAIN=synthetic:60:40:1000:640x384
 VAL=synthetic:12:40:5000:640x384
 MP=(.venv/bin/python -m mim_perception.cli)
+mkdir -p "$RUN"
 for seed in $SEEDS; do for f in $FRACTIONS; do for init in mim scratch; do
   out="$RUN/${init}_f${f}_s${seed}"
   [ -f "$out/summary.json" ] && continue   # resumable
   extra=(); [ "$init" = mim ] && extra=(--init "$MIM")
   "${MP[@]}" finetune --data $TRAIN --val-data $VAL --out "$out" "${extra[@]}" --set train.arch=$ARCH \
-    --set augment.height=$H --set augment.width=$W --set train.workers=1 --set train.seed=$seed \
+    --set augment.height=$H --set augment.width=$W --set train.workers=1 --set train.seed=$seed --set train.threads=${THREADS:-2} \
     --set finetune.label_fraction=$f --set finetune.epochs=$FT_EPOCHS --set train.log_every=50 > "$out.log" 2>&1 \
     || { echo "run $out failed, see $out.log"; exit 1; }
   echo "done $out"
