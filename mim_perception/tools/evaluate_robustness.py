@@ -79,13 +79,14 @@ def _run(frames: list[Any], backend: OrtBackend, ood: Any, labels: LabelSpace, c
 
 
 def evaluate(specs: list[str], bundle: Path, out: Path, *, max_frames: int, names: tuple[str, ...], seed: int = 0,
-             cache_dir: Path = Path("build/data_cache")) -> dict[str, Any]:
+             cache_dir: Path = Path("build/data_cache"), int8: bool = False) -> dict[str, Any]:
     import onnxruntime as ort
 
     from mim_perception.training.common import open_sources
 
     manifest = load_manifest(bundle)
-    cfg = load_config(BackendConfig, None, {"backend.model": str(bundle), "backend.warmup_runs": 0}, prefix="backend.")
+    cfg = load_config(BackendConfig, None, {"backend.model": str(bundle), "backend.warmup_runs": 0,
+                                            "backend.int8_onnx": int8}, prefix="backend.")
     backend = OrtBackend(bundle, manifest, cfg)
     ood = ort.InferenceSession(str(bundle / manifest.files["ood"]), providers=["CPUExecutionProvider"]) \
         if "ood" in manifest.files else None
@@ -119,7 +120,8 @@ def evaluate(specs: list[str], bundle: Path, out: Path, *, max_frames: int, name
         print(f"robustness: {row['corruption']:>14s} s{row['severity']}  AP50 {row['AP50']:.3f}  mIoU {row['mIoU']:.3f}  "
               f"drift AUROC {row.get('drift_auroc', float('nan')):.3f}  OOD AUROC {row.get('ood_auroc_frame', float('nan')):.3f}",
               flush=True)
-    report = {"model": manifest.name, "frames": len(frames), "window": ref.window, "rows": rows, "data": specs,
+    report = {"model": manifest.name + (" (int8)" if int8 else ""), "frames": len(frames), "window": ref.window,
+              "rows": rows, "data": specs,
               "clean_false_alarm_rate": rows[0]["drift_alarm_rate"]}
     _write(out, report)
     return report
@@ -161,7 +163,8 @@ def _write(out: Path, report: dict[str, Any]) -> None:
 def _main(args: argparse.Namespace) -> int:
     bundle = Path(args.model) if args.model else default_model_dir()
     names = tuple(args.corruptions.split(",")) if args.corruptions else corruptions.NAMES
-    evaluate(args.data, bundle, Path(args.out), max_frames=args.frames, names=names, cache_dir=Path(args.cache_dir))
+    evaluate(args.data, bundle, Path(args.out), max_frames=args.frames, names=names, cache_dir=Path(args.cache_dir),
+             int8=args.int8)
     print(f"evaluate-robustness: wrote {args.out}/robustness.md, .json, .png")
     return 0
 
@@ -174,5 +177,6 @@ def register(sub: argparse._SubParsersAction, verb: str) -> None:
     p.add_argument("--out", required=True)
     p.add_argument("--frames", type=int, default=240, help="consecutive frames per condition")
     p.add_argument("--corruptions", help=f"comma-separated subset of {','.join(corruptions.NAMES)}")
+    p.add_argument("--int8", action="store_true", help="evaluate the bundle's statically quantised ONNX model")
     p.add_argument("--cache-dir", default="build/data_cache")
     p.set_defaults(func=_main)

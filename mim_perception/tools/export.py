@@ -176,7 +176,8 @@ def export_bundle(checkpoint: Path, out: Path, specs: list[str], *, mim: Path | 
     with torch.no_grad():
         embeds = np.concatenate([module(torch.from_numpy(f[None]))[4].numpy() for f in data])
     window = 32 if len(embeds) >= 256 + 32 + 32 else max(2, len(embeds) // 8)
-    ref = DriftReference.build(embeds, window=window, dims=16, sample=min(256, len(embeds) - window - 1))
+    # frames come in temporal order (drives): calibrate the null on runs of consecutive frames, as at run time
+    ref = DriftReference.build(embeds, window=window, dims=16, sample=min(256, len(embeds) - window - 1), sequential=True)
     ref.save(out / "drift_reference.npz")
     files["drift_reference"] = "drift_reference.npz"
     if int8:

@@ -89,3 +89,23 @@ def test_p_value_extrapolates_beyond_the_calibrated_range(ref: DriftReference) -
     p = _p_values(ref, 4, 3.0, n=3)
     assert (p < 1.0 / (len(ref.null) + 1)).all() and (p < 1e-4).all(), "strong drift reaches ERROR thresholds"
     assert ref.p_value(float(ref.null[0])) == 1.0
+
+
+def test_sequential_reference_tolerates_scene_correlation() -> None:
+    # Drives: each "episode" has its own offset (lighting, weather) shared by its consecutive frames.
+    rng = np.random.default_rng(7)
+
+    basis = np.random.default_rng(123).normal(size=(8, D))
+
+    def drive(n_episodes: int, frames: int) -> np.ndarray:
+        return np.concatenate([(rng.normal(size=(frames, 8)) + rng.normal(0, 0.7, 8)) @ basis
+                               + 0.3 * rng.normal(size=(frames, D)) for _ in range(n_episodes)])
+
+    train = drive(40, 40)
+    iid = DriftReference.build(train, window=W, dims=8, sample=256, null_draws=300)
+    seq = DriftReference.build(train, window=W, dims=8, sample=256, null_draws=300, sequential=True)
+    new = drive(10, 40)   # unseen clean drives, windows of consecutive frames
+    p_iid = [iid.p_value(mmd2_unbiased(iid.project(new[i:i + W]), iid.sample, iid.gamma)) for i in range(0, 400 - W, 40)]
+    p_seq = [seq.p_value(mmd2_unbiased(seq.project(new[i:i + W]), seq.sample, seq.gamma)) for i in range(0, 400 - W, 40)]
+    assert np.mean(np.array(p_iid) < 0.01) > 0.5, "a null of random draws calls clean drives drifted"
+    assert np.mean(np.array(p_seq) < 0.01) <= 0.2, "a null of consecutive runs does not"

@@ -48,15 +48,24 @@ class DriftReference:
 
     @classmethod
     def build(cls, embeddings: np.ndarray, *, window: int, dims: int = 16, sample: int = 256, null_draws: int = 200,
-              seed: int = 0) -> DriftReference:
-        """``embeddings`` N×D from clean validation frames (N ≥ sample + window, the rest calibrates the null)."""
+              seed: int = 0, sequential: bool = False) -> DriftReference:
+        """``embeddings`` N×D from clean validation frames (N ≥ sample + window, the rest calibrates the null).
+
+        ``sequential``: the embeddings are in temporal order (frames of drives) and null windows are runs of
+        consecutive frames, like the runtime window. Consecutive frames share a scene, lighting and weather, so
+        their windows differ from the pooled reference far more than random draws do; a null of random draws
+        would then call every clean drive drifted."""
         e = np.asarray(embeddings, np.float64)
         if e.ndim != 2 or not np.isfinite(e).all():
             raise ValueError("reference embeddings must be a finite N×D array")
         if len(e) < sample + window:
             raise ValueError(f"need at least sample + window = {sample + window} reference embeddings, got {len(e)}")
         rng = np.random.default_rng(seed)
-        e = e[rng.permutation(len(e))]
+        order = np.arange(len(e))
+        pick = np.zeros(len(e), bool)
+        pick[rng.choice(len(e), sample, replace=False)] = True
+        # reference sample first, then the held-out frames (in their original order when sequential)
+        e = e[np.concatenate([order[pick], order[~pick] if sequential else rng.permutation(order[~pick])])]
         mean = e.mean(0)
         _, s, vt = np.linalg.svd(e - mean, full_matrices=False)
         k = min(dims, vt.shape[0])
@@ -65,8 +74,12 @@ class DriftReference:
         ref, held = proj[:sample], proj[sample:]
         d = _sqdist(ref, ref)
         gamma = 1.0 / max(float(np.median(d[d > 0])) if (d > 0).any() else 1.0, 1e-12)
-        null = np.sort([mmd2_unbiased(held[rng.choice(len(held), window, replace=len(held) < window)], ref, gamma)
-                        for _ in range(null_draws)])
+        if sequential:
+            starts = rng.integers(0, len(held) - window + 1, null_draws)
+            draws = [held[s0:s0 + window] for s0 in starts]
+        else:
+            draws = [held[rng.choice(len(held), window, replace=len(held) < window)] for _ in range(null_draws)]
+        null = np.sort([mmd2_unbiased(d, ref, gamma) for d in draws])
         return cls(mean, comps, ref, gamma, window, np.asarray(null))
 
     def p_value(self, stat: float) -> float:
