@@ -60,3 +60,16 @@ def test_verdict_levels():
     v = judge(s, cfg, 59 / 30)
     assert v.level == Level.ERROR and "p99 latency" in v.message and s.deadline_misses == 30
     assert judge(s, cfg, 59 / 30, ("model failed",)).message.startswith("model failed")
+
+
+def test_busy_and_malformed_frames_are_not_also_counted_as_superseded() -> None:
+    from mim_perception.core.monitoring.latency import CameraStats
+
+    s = CameraStats(100, expected_period=0.1)
+    s.on_frame(0.0, 0.0)
+    s.on_busy(0.1, 0.1)             # skipped while busy
+    s.on_malformed(0.2, 0.2)        # failed to decode
+    s.on_frame(0.4, 0.4)            # 0.3 never arrived: superseded
+    d = s.drops
+    assert (d.received, d.busy, d.malformed, d.superseded) == (4, 1, 1, 1)
+    assert d.received - d.busy - d.malformed + d.total == 5, "processed + dropped = produced"

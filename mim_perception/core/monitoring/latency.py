@@ -110,12 +110,22 @@ class CameraStats:
         self.last_stamp = stamp
         return lost
 
-    def on_malformed(self, receive_time: float) -> None:
-        self.drops.received += 1
+    def on_malformed(self, receive_time: float, stamp: float | None = None) -> None:
+        """A frame that failed to decode; with its stamp, it also closes the stamp gap (never counted twice)."""
+        if stamp is not None:
+            self.on_frame(stamp, receive_time)
+        else:
+            self.drops.received += 1
+            self.last_receive_time = receive_time
         self.drops.malformed += 1
-        self.last_receive_time = receive_time
 
-    def on_busy(self) -> None:
+    def on_failed(self) -> None:
+        """A frame already registered by on_frame that could not be processed (bad size, bad model output)."""
+        self.drops.malformed += 1
+
+    def on_busy(self, stamp: float, receive_time: float) -> None:
+        """A frame skipped because the pipeline was busy: received (its stamp closes the gap), then dropped."""
+        self.on_frame(stamp, receive_time)
         self.drops.busy += 1
 
     def on_done(self, stamp: float, publish_time: float, stages_ms: dict[str, float]) -> float:

@@ -91,7 +91,7 @@ class CameraMonitor(MimLifecycleNode):
             try:
                 decode(msg)  # type: ignore[operator]
             except BadImageError as e:
-                self.stats.on_malformed(receive)
+                self.stats.on_malformed(receive, stamp)
                 self.get_logger().warning(f"malformed frame dropped: {e}", throttle_duration_sec=2.0)
                 return
             decode_ms = (time.perf_counter() - t0) * 1e3

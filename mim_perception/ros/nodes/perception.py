@@ -50,6 +50,7 @@ class PerceptionNode(MimLifecycleNode):
         self._sub: Any = None
         self._timer: Any = None
         self._busy = threading.Lock()
+        self._arrival = threading.Lock()
         self.errors: deque[str] = deque(maxlen=3)
         self.warnings: deque[str] = deque(maxlen=3)
         self.invalid_outputs = 0
@@ -136,23 +137,26 @@ class PerceptionNode(MimLifecycleNode):
     def _frame(self, msg: Any, decode: Any) -> None:
         receive = self._now()
         stamp = _stamp(msg.header)
-        if not self._busy.acquire(blocking=False):
-            self.stats.on_busy()
-            return
+        # Register every frame in arrival order, whether it is processed or skipped as busy (stamp-gap drop
+        # counting relies on that order; the two callbacks run on different executor threads).
+        with self._arrival:
+            if not self._busy.acquire(blocking=False):
+                self.stats.on_busy(stamp, receive)
+                return
+            self.stats.on_frame(stamp, receive)
         try:
             t0 = time.perf_counter()
             try:
                 image = decode(msg)
             except BadImageError as e:
-                self.stats.on_malformed(receive)
+                self.stats.on_failed()
                 self.get_logger().warning(f"malformed frame dropped: {e}", throttle_duration_sec=2.0)
                 return
             decode_ms = (time.perf_counter() - t0) * 1e3
-            self.stats.on_frame(stamp, receive)
             try:
                 result = self.perceiver.process(image, stamp)
             except (BadImageError, ValueError) as e:
-                self.stats.on_malformed(receive)
+                self.stats.on_failed()
                 self.get_logger().warning(f"frame skipped: {e}", throttle_duration_sec=2.0)
                 return
             self._publish(msg.header, image, result, decode_ms, stamp)
