@@ -179,8 +179,9 @@ def run(args: argparse.Namespace) -> int:
 
         def _replay() -> None:
             try:
-                stats.append(replay_bag(bag, node, rate=args.rate, restamp=True, topics=(image_topic,) + tuple(
-                    t for t in summary.topics if t.endswith("/camera_info")), wait_for_subscribers=len(runner.nodes), wait_timeout=30.0))
+                infos = tuple(t for t in summary.topics if t.endswith("/camera_info"))
+                stats.append(replay_bag(bag, node, rate=args.rate, restamp=True, topics=(image_topic, *infos),
+                                        wait_for_subscribers=len(runner.nodes), wait_timeout=30.0))
             finally:
                 done.set()
 
