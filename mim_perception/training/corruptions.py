@@ -17,7 +17,8 @@ import numpy as np
 
 from mim_perception.core.errors import ConfigError
 
-NAMES = ("gaussian_noise", "motion_blur", "defocus_blur", "fog", "rain", "night", "jpeg", "brightness", "contrast", "snow")
+NAMES = ("gaussian_noise", "motion_blur", "defocus_blur", "fog", "rain", "night", "jpeg", "brightness", "contrast", "snow",
+         "occlusion")
 SEVERITIES = (1, 2, 3, 4, 5)
 
 
@@ -133,9 +134,25 @@ def contrast(img: np.ndarray, s: int, rng: np.random.Generator) -> np.ndarray:
     return _u8((img.astype(np.float32) - mean) * np.float32(c) + mean)
 
 
+def occlusion(img: np.ndarray, s: int, rng: np.random.Generator) -> np.ndarray:
+    """Grey/dark patches (dirt, a wiper, a sticker on the lens) covering a growing fraction of the frame."""
+    out = img.copy()
+    h, w = img.shape[:2]
+    target = (0.03, 0.06, 0.10, 0.15, 0.22)[s]
+    covered = np.zeros((h, w), bool)
+    # Patches of at most 1/6 × 1/6 of the frame (2.8 %) < the step between severities: damage grows strictly.
+    while covered.mean() < target:
+        ph, pw = int(rng.integers(h // 16 + 1, h // 6 + 2)), int(rng.integers(w // 16 + 1, w // 6 + 2))
+        y, x = int(rng.integers(0, h - ph + 1)), int(rng.integers(0, w - pw + 1))
+        out[y:y + ph, x:x + pw] = int(rng.integers(10, 90))
+        covered[y:y + ph, x:x + pw] = True
+    return out
+
+
 _FUNCS: dict[str, Callable[[np.ndarray, int, np.random.Generator], np.ndarray]] = {
     "gaussian_noise": gaussian_noise, "motion_blur": motion_blur, "defocus_blur": defocus_blur, "fog": fog,
     "rain": rain, "night": night, "jpeg": jpeg, "brightness": brightness, "contrast": contrast, "snow": snow,
+    "occlusion": occlusion,
 }
 
 
