@@ -7,7 +7,9 @@ exits non-zero. Nodes run standalone (console script) drive their own transition
 from __future__ import annotations
 
 import sys
+from collections import deque
 from collections.abc import Callable
+from typing import Any
 
 import rclpy
 from rclpy.executors import SingleThreadedExecutor
@@ -22,6 +24,18 @@ class MimLifecycleNode(LifecycleNode):
     def __init__(self, node_name: str, **kwargs: object) -> None:
         super().__init__(node_name, **kwargs)  # type: ignore[arg-type]
         self.config_error: str | None = None
+        self._sub: Any = None          # the input subscription (activate creates it)
+        self._timer: Any = None        # the diagnostics timer (activate creates it)
+        self.errors: deque[str] = deque(maxlen=3)   # recent errors, shown as ERROR on /diagnostics
+
+    def _report(self, message: str) -> None:
+        """Log an error and keep it for diagnostics (QoS incompatibility, failed inputs)."""
+        self.get_logger().error(message)
+        self.errors.append(message)
+
+    def _now(self) -> float:
+        """Node clock in seconds (sim time when use_sim_time)."""
+        return float(self.get_clock().now().nanoseconds) * 1e-9
 
     # -- subclass hooks -------------------------------------------------------------------------
     def configure(self) -> None:
@@ -31,10 +45,17 @@ class MimLifecycleNode(LifecycleNode):
         """Create subscriptions/timers; publishers are created in configure."""
 
     def deactivate(self) -> None:
-        """Stop receiving input."""
+        """Stop receiving input: destroys the subscription and timer that activate created."""
+        if self._sub is not None:
+            self.destroy_subscription(self._sub)
+            self._sub = None
+        if self._timer is not None:
+            self.destroy_timer(self._timer)
+            self._timer = None
 
     def cleanup(self) -> None:
-        """Release what configure acquired."""
+        """Release what configure acquired (subclasses extend it)."""
+        self.deactivate()
 
     # -- rclpy transitions ----------------------------------------------------------------------
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import math
 import time
-from collections import deque
-from typing import Any
 
 from diagnostic_msgs.msg import DiagnosticArray
 from mim_perception_msgs.msg import FrameLatency
@@ -37,9 +35,6 @@ def stamp_seconds(header: object) -> float:
 class CameraMonitor(MimLifecycleNode):
     def __init__(self, node_name: str = "camera_monitor", **kwargs: object) -> None:
         super().__init__(node_name, **kwargs)
-        self._sub: Any = None
-        self._timer: Any = None
-        self.errors: deque[str] = deque(maxlen=3)
 
     def configure(self) -> None:
         self.input = declare_and_load(self, InputConfig, prefix="input.")
@@ -57,24 +52,6 @@ class CameraMonitor(MimLifecycleNode):
         self._sub = self.create_subscription(
             typ, topic, cb, qos.SENSOR, event_callbacks=qos.subscription_events(topic, self._report))
         self._timer = self.create_timer(self.monitor.diagnostics_period, self._publish_diagnostics)
-
-    def deactivate(self) -> None:
-        if self._sub is not None:
-            self.destroy_subscription(self._sub)
-            self._sub = None
-        if self._timer is not None:
-            self.destroy_timer(self._timer)
-            self._timer = None
-
-    def cleanup(self) -> None:
-        self.deactivate()
-
-    def _report(self, message: str) -> None:
-        self.get_logger().error(message)
-        self.errors.append(message)
-
-    def _now(self) -> float:
-        return self.get_clock().now().nanoseconds * 1e-9
 
     def _on_raw(self, msg: Image) -> None:
         self._process(msg, image_to_bgr8)

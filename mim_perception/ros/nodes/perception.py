@@ -47,11 +47,8 @@ def _stamp(header: Any) -> float:
 class PerceptionNode(MimLifecycleNode):
     def __init__(self, node_name: str = "perception", **kwargs: object) -> None:
         super().__init__(node_name, **kwargs)
-        self._sub: Any = None
-        self._timer: Any = None
         self._busy = threading.Lock()
         self._arrival = threading.Lock()
-        self.errors: deque[str] = deque(maxlen=3)
         self.warnings: deque[str] = deque(maxlen=3)
         self.invalid_outputs = 0
         self.last_drift: tuple[float, float] = (NAN, NAN)
@@ -111,22 +108,6 @@ class PerceptionNode(MimLifecycleNode):
                                              event_callbacks=qos.subscription_events(topic, self._report))
         self._timer = self.create_timer(self.monitor.diagnostics_period, self._publish_diagnostics,
                                         callback_group=MutuallyExclusiveCallbackGroup())
-
-    def deactivate(self) -> None:
-        for attr, destroy in (("_sub", self.destroy_subscription), ("_timer", self.destroy_timer)):
-            if getattr(self, attr) is not None:
-                destroy(getattr(self, attr))
-                setattr(self, attr, None)
-
-    def cleanup(self) -> None:
-        self.deactivate()
-
-    def _report(self, message: str) -> None:
-        self.get_logger().error(message)
-        self.errors.append(message)
-
-    def _now(self) -> float:
-        return self.get_clock().now().nanoseconds * 1e-9
 
     def _on_raw(self, msg: Image) -> None:
         self._frame(msg, image_to_bgr8)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
@@ -46,9 +46,6 @@ class TrackerNodeConfig:
 class TrackerNode(MimLifecycleNode):
     def __init__(self, node_name: str = "tracker", **kwargs: object) -> None:
         super().__init__(node_name, **kwargs)
-        self._sub: Any = None
-        self._timer: Any = None
-        self.errors: deque[str] = deque(maxlen=3)
         self.tracker: Tracker | None = None
         self.update_ms: deque[float] = deque(maxlen=300)
         self._reported = (0, 0, 0)  # (resets, dropped invalid, dropped excess) at the last diagnostics message
@@ -78,21 +75,9 @@ class TrackerNode(MimLifecycleNode):
                                              event_callbacks=qos.subscription_events(topic, self._report))
         self._timer = self.create_timer(self.node_cfg.diagnostics_period, self._publish_diagnostics)
 
-    def deactivate(self) -> None:
-        if self._sub is not None:
-            self.destroy_subscription(self._sub)
-            self._sub = None
-        if self._timer is not None:
-            self.destroy_timer(self._timer)
-            self._timer = None
-
     def cleanup(self) -> None:
-        self.deactivate()
+        super().cleanup()
         self.tracker = None
-
-    def _report(self, message: str) -> None:
-        self.get_logger().error(message)
-        self.errors.append(message)
 
     def _on_detections(self, msg: Detection2DArray) -> None:
         tracker = self.tracker
