@@ -18,8 +18,6 @@ from mim_perception.core.pipeline import Backend
 from mim_perception.inference.manifest import Manifest, load_manifest
 
 KINDS = ("auto", "onnxruntime", "torch", "tensorrt")
-ONNX_OUTPUTS = ("boxes", "scores", "classes", "seg", "embed")
-ONNX_INPUT = "images"
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,9 @@ from mim_perception.core.errors import ModelLoadError
 
 MANIFEST = "manifest.json"
 SCHEMA = 1
+# The exported graph's I/O contract, shared by export, every backend and the torch ExportModule.
+INPUT_NAME = "images"
+OUTPUT_NAMES = ("boxes", "scores", "classes", "seg", "embed")
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:

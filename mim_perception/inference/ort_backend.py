@@ -9,12 +9,10 @@ import numpy as np
 
 from mim_perception.core.errors import ModelLoadError
 from mim_perception.core.pipeline import ModelOutputs
-from mim_perception.inference.manifest import Manifest, load_manifest
+from mim_perception.inference.manifest import OUTPUT_NAMES, Manifest, load_manifest
 
 if TYPE_CHECKING:
     from mim_perception.inference.backends import BackendConfig
-
-OUTPUTS = ("boxes", "scores", "classes", "seg", "embed")
 
 
 class OrtBackend:
@@ -35,8 +33,8 @@ class OrtBackend:
             raise ModelLoadError(f"ONNX Runtime cannot load {path}: {e}") from e
         self.input_name = self.session.get_inputs()[0].name
         names = [o.name for o in self.session.get_outputs()]
-        if names != list(OUTPUTS):
-            raise ModelLoadError(f"{path}: outputs {names}, expected {list(OUTPUTS)} (export with `mim-perception export`)")
+        if names != list(OUTPUT_NAMES):
+            raise ModelLoadError(f"{path}: outputs {names}, expected {list(OUTPUT_NAMES)} (export with `mim-perception export`)")
         self.input_hw = (manifest.input_height, manifest.input_width)
         self.seg_stride = manifest.seg_stride
         self.model_file = path.name
@@ -48,7 +46,7 @@ class OrtBackend:
             h, w = self.input_hw
             raise ValueError(f"ORT backend expects uint8 B×3×{h}×{w}, got {batch.dtype} {batch.shape}")
         # The exported graph has a static batch of 1; on the CPU batching buys nothing, so cameras run in turn.
-        parts = [self.session.run(list(OUTPUTS), {self.input_name: np.ascontiguousarray(batch[i:i + 1])})
+        parts = [self.session.run(list(OUTPUT_NAMES), {self.input_name: np.ascontiguousarray(batch[i:i + 1])})
                  for i in range(batch.shape[0])]
         boxes, scores, classes, seg, embed = (np.concatenate(p) for p in zip(*parts, strict=True))
         return ModelOutputs(boxes, scores, classes, seg, embed)

@@ -23,12 +23,11 @@ import numpy as np
 
 from mim_perception.core.errors import ModelLoadError
 from mim_perception.core.pipeline import ModelOutputs
-from mim_perception.inference.manifest import Manifest, load_manifest
+from mim_perception.inference.manifest import OUTPUT_NAMES, Manifest, load_manifest
 
 if TYPE_CHECKING:
     from mim_perception.inference.backends import BackendConfig
 
-OUTPUTS = ("boxes", "scores", "classes", "seg", "embed")
 WORKSPACE_BYTES = 2 << 30
 
 
@@ -168,7 +167,7 @@ class TensorRTBackend:
             shape = tuple(self.context.get_tensor_shape(name))
             self.buffers[name] = torch.empty(shape, dtype=dtypes[self.engine.get_tensor_dtype(name)], device="cuda")
             self.context.set_tensor_address(name, int(self.buffers[name].data_ptr()))
-        missing = [o for o in OUTPUTS if o not in self.buffers]
+        missing = [o for o in OUTPUT_NAMES if o not in self.buffers]
         if missing:
             raise ModelLoadError(f"TensorRT engine {self.engine_path} lacks outputs {missing}")
 
@@ -180,7 +179,7 @@ class TensorRTBackend:
             self.buffers[self.input_name].copy_(torch.from_numpy(batch).pin_memory(), non_blocking=True)
             if not self.context.execute_async_v3(self.stream.cuda_stream):
                 raise RuntimeError("TensorRT execution failed")
-            host = [self.buffers[o].to("cpu", non_blocking=True) for o in OUTPUTS]
+            host = [self.buffers[o].to("cpu", non_blocking=True) for o in OUTPUT_NAMES]
         self.stream.synchronize()
         boxes, scores, classes, seg, embed = (h.float().numpy() if h.dtype == torch.float16 else h.numpy() for h in host)
         return ModelOutputs(boxes, scores, classes, seg, embed)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from mim_perception.inference.manifest import OUTPUT_NAMES
 from mim_perception.nets.convnext import Backbone
 from mim_perception.nets.fpn import FPN
 from mim_perception.nets.heads import DET_STRIDES, DetHead, SegHead, anchor_points
@@ -91,7 +92,7 @@ class DetSegModel(nn.Module):
 class ExportModule(nn.Module):
     """Wraps ``DetSegModel.export_forward`` as ``forward`` for torch.onnx.export."""
 
-    output_names = ("boxes", "scores", "classes", "seg", "embed")
+    output_names = OUTPUT_NAMES
 
     def __init__(self, model: DetSegModel) -> None:
         super().__init__()

@@ -36,11 +36,6 @@ class ClassVocabulary:
         return self._names[label] if 0 <= label < len(self._names) else str(label)
 
 
-def stamp_to_seconds(header: object) -> float:
-    s = header.stamp  # type: ignore[attr-defined]
-    return float(s.sec) + float(s.nanosec) * 1e-9
-
-
 def tracks_to_msg(header: object, tracks: Tracks, vocab: ClassVocabulary) -> TrackArray:
     """Tracks (xyxy boxes) -> TrackArray on ``header`` (the detections' stamp and frame_id)."""
     out = TrackArray(header=header)

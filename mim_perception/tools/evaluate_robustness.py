@@ -27,7 +27,7 @@ from mim_perception.core.monitoring.health import MonitorConfig
 from mim_perception.core.monitoring.ood import OodReference
 from mim_perception.core.postprocess import select_detections
 from mim_perception.inference.backends import BackendConfig, default_model_dir
-from mim_perception.inference.manifest import load_manifest
+from mim_perception.inference.manifest import INPUT_NAME, load_manifest
 from mim_perception.inference.ort_backend import OrtBackend
 from mim_perception.training import corruptions
 from mim_perception.training.augment import Letterbox
@@ -72,7 +72,7 @@ def _run(frames: list[Any], backend: OrtBackend, ood: Any, labels: LabelSpace, c
                      s.seg[None])
         embeds.append(out.embed[0])
         if ood is not None:
-            errors.append(float(ood.run(None, {"images": x})[0][0]))
+            errors.append(float(ood.run(None, {INPUT_NAME: x})[0][0]))
     det = evaluate_detections(preds, gts, labels.detection)
     return {"AP50": det["AP50"], "mAP": det["mAP"], "mIoU": meter.compute()["mIoU"], "embeds": np.stack(embeds),
             "ood_errors": np.array(errors)}

@@ -25,9 +25,7 @@ from mim_perception.core.labels import LabelSpace
 from mim_perception.core.monitoring.drift import DriftReference
 from mim_perception.core.monitoring.ood import OodReference
 from mim_perception.core.preprocess import letterbox
-from mim_perception.inference.manifest import Manifest, load_manifest, write_manifest
-
-OUTPUTS = ("boxes", "scores", "classes", "seg", "embed")
+from mim_perception.inference.manifest import INPUT_NAME, OUTPUT_NAMES, Manifest, load_manifest, write_manifest
 
 
 def _frames(specs: list[str], n: int, size: tuple[int, int], cache_dir: Path) -> np.ndarray:
@@ -44,7 +42,7 @@ def export_onnx(module: Any, example: Any, path: Path, output_names: tuple[str, 
     import torch
 
     torch.onnx.export(module, (example,), str(path), dynamo=True, opset_version=18, external_data=False,
-                      input_names=["images"], output_names=list(output_names))
+                      input_names=[INPUT_NAME], output_names=list(output_names))
     onnx.checker.check_model(onnx.load(str(path)), full_check=True)
 
 
@@ -64,7 +62,7 @@ def parity(module: Any, sess: Any, frames: np.ndarray) -> dict[str, float]:
     with torch.no_grad():
         for f in frames:
             ref = [t.numpy() for t in module(torch.from_numpy(f[None]))]
-            got = sess.run(list(OUTPUTS), {"images": f[None]})
+            got = sess.run(list(OUTPUT_NAMES), {INPUT_NAME: f[None]})
             worst["scores"] = max(worst["scores"], float(np.abs(np.sort(ref[1][0]) - np.sort(got[1][0])).max()))
             worst["embed"] = max(worst["embed"], float(np.abs(ref[4] - got[4]).max()))
             worst["boxes"] = max(worst["boxes"], _matched_box_diff(ref, got))
@@ -101,7 +99,7 @@ def quantize_int8(fp32: Path, out: Path, frames: np.ndarray) -> None:
 
         def get_next(self) -> dict[str, np.ndarray] | None:
             f = next(self.it, None)
-            return None if f is None else {"images": f[None]}
+            return None if f is None else {INPUT_NAME: f[None]}
 
     quantize_static(str(fp32), str(out), Reader(), quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8,
                     weight_type=QuantType.QInt8, per_channel=True)
@@ -109,11 +107,11 @@ def quantize_int8(fp32: Path, out: Path, frames: np.ndarray) -> None:
 
 def latency_ms(sess: Any, frame: np.ndarray, runs: int = 20) -> float:
     for _ in range(3):
-        sess.run(None, {"images": frame[None]})
+        sess.run(None, {INPUT_NAME: frame[None]})
     t = []
     for _ in range(runs):
         t0 = time.perf_counter()
-        sess.run(None, {"images": frame[None]})
+        sess.run(None, {INPUT_NAME: frame[None]})
         t.append((time.perf_counter() - t0) * 1e3)
     return float(np.median(t))
 
@@ -169,7 +167,7 @@ def export_bundle(checkpoint: Path, out: Path, specs: list[str], *, mim: Path | 
     data = _frames(specs, frames, hw, cache_dir)
     files = {"onnx": "model.onnx", "torch": "model.pt"}
     torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, out / "model.pt")
-    export_onnx(module, torch.from_numpy(data[0][None]), out / "model.onnx", OUTPUTS)
+    export_onnx(module, torch.from_numpy(data[0][None]), out / "model.onnx", OUTPUT_NAMES)
     sess = _session(out / "model.onnx")
     par = parity(module, sess, data[: min(16, len(data))])
     metrics: dict[str, Any] = {"validation": record.get("metrics", {}), "cpu_ort_ms_fp32": latency_ms(sess, data[0])}
@@ -192,7 +190,7 @@ def export_bundle(checkpoint: Path, out: Path, specs: list[str], *, mim: Path | 
         scorer = OodScorer.build(mae.eval(), hw)
         export_onnx(scorer, torch.from_numpy(data[0][None]), out / "ood.onnx", ("error",))
         ood = _session(out / "ood.onnx")
-        errors = np.array([float(ood.run(None, {"images": f[None]})[0][0]) for f in data])
+        errors = np.array([float(ood.run(None, {INPUT_NAME: f[None]})[0][0]) for f in data])
         OodReference.build(errors).save(out / "ood_reference.npy")
         files |= {"ood": "ood.onnx", "ood_reference": "ood_reference.npy"}
         metrics["cpu_ort_ms_ood"] = latency_ms(ood, data[0], 5)

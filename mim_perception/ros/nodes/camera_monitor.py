@@ -23,13 +23,10 @@ from mim_perception.ros.diagnostics import to_array, to_status
 from mim_perception.ros.image_msgs import compressed_to_bgr8, image_to_bgr8
 from mim_perception.ros.lifecycle import MimLifecycleNode, standalone_main
 from mim_perception.ros.params import declare_and_load
+from mim_perception.ros.stamps import stamp_seconds
 
 NAN = math.nan
 
-
-def stamp_seconds(header: object) -> float:
-    s = header.stamp  # type: ignore[attr-defined]
-    return float(s.sec) + float(s.nanosec) * 1e-9
 
 
 class CameraMonitor(MimLifecycleNode):

@@ -35,13 +35,10 @@ from mim_perception.ros.diagnostics import to_array, to_status
 from mim_perception.ros.image_msgs import compressed_to_bgr8, image_to_bgr8, numpy_to_image
 from mim_perception.ros.lifecycle import MimLifecycleNode, standalone_main
 from mim_perception.ros.params import declare_and_load
+from mim_perception.ros.stamps import stamp_seconds
 from mim_perception.ros.track_msgs import ClassVocabulary, tracks_to_msg
 
 NAN = math.nan
-
-
-def _stamp(header: Any) -> float:
-    return float(header.stamp.sec) + float(header.stamp.nanosec) * 1e-9
 
 
 class PerceptionNode(MimLifecycleNode):
@@ -117,7 +114,7 @@ class PerceptionNode(MimLifecycleNode):
 
     def _frame(self, msg: Any, decode: Any) -> None:
         receive = self._now()
-        stamp = _stamp(msg.header)
+        stamp = stamp_seconds(msg.header)
         # Register every frame in arrival order, whether it is processed or skipped as busy (stamp-gap drop
         # counting relies on that order; the two callbacks run on different executor threads).
         with self._arrival:

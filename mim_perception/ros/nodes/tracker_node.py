@@ -32,7 +32,8 @@ from mim_perception.ros.detection_msgs import detections_to_arrays
 from mim_perception.ros.diagnostics import to_array, to_status
 from mim_perception.ros.lifecycle import MimLifecycleNode, standalone_main
 from mim_perception.ros.params import declare_and_load, unknown_overrides
-from mim_perception.ros.track_msgs import ClassVocabulary, stamp_to_seconds, tracks_to_detections, tracks_to_msg
+from mim_perception.ros.stamps import stamp_seconds
+from mim_perception.ros.track_msgs import ClassVocabulary, tracks_to_detections, tracks_to_msg
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,7 @@ class TrackerNode(MimLifecycleNode):
         dets = Detections(boxes, scores, self.vocab.labels(names))
         resets = tracker.stats.resets
         t0 = time.perf_counter()
-        tracks = tracker.update(dets, stamp_to_seconds(msg.header))
+        tracks = tracker.update(dets, stamp_seconds(msg.header))
         self.update_ms.append((time.perf_counter() - t0) * 1e3)
         if tracker.stats.resets != resets:
             self.get_logger().warning(f"tracker reset: {tracker.stats.last_reset_reason}")
