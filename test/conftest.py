@@ -53,6 +53,22 @@ def wait_for(predicate: Callable[[], bool], timeout: float, spin: Callable[[], N
             time.sleep(0.02)
 
 
+@pytest.fixture
+def probe(ros_context: Any) -> Iterator[tuple[Any, Callable[[], None]]]:
+    """A plain rclpy node in the test's context for publishing/subscribing, and a ``spin()`` that serves it once."""
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+
+    node = rclpy.create_node("probe", context=ros_context)
+    ex = SingleThreadedExecutor(context=ros_context)
+    ex.add_node(node)
+    try:
+        yield node, lambda: ex.spin_once(timeout_sec=0.02)
+    finally:
+        ex.shutdown()
+        node.destroy_node()
+
+
 @pytest.fixture(scope="session")
 def tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> Any:
     """A verified model bundle of a tiny randomly initialised det+seg model (ONNX, manifest, drift reference),

@@ -7,7 +7,6 @@ import pytest
 from conftest import wait_for
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from mim_perception_msgs.msg import FrameLatency
-from rclpy.executors import SingleThreadedExecutor
 from sensor_msgs.msg import Image
 
 from mim_perception.core.errors import MimPerceptionError
@@ -27,32 +26,26 @@ def _image(stamp_s: float, h: int = 48, w: int = 64) -> Image:
 
 
 @pytest.fixture
-def graph(ros_context, tmp_path):
+def graph(ros_context, probe, tmp_path):
     params = tmp_path / "p.yaml"
     params.write_text("/**:\n  ros__parameters:\n    monitor:\n      diagnostics_period: 0.1\n"
                       "      silence_warn: 0.3\n      silence_error: 0.6\n      min_frames_for_rates: 1000\n")
     _, specs = graph_from_args(str(params), [f"test={TOPIC}"], None)
     runner = GraphRunner(specs, context=ros_context, threads=2).start()
-    probe = ros_context and __import__("rclpy").create_node("probe", context=ros_context)
-    ex = SingleThreadedExecutor(context=ros_context)
-    ex.add_node(probe)
     try:
-        yield runner, probe, ex
+        yield runner, *probe
     finally:
-        ex.shutdown()
-        probe.destroy_node()
         runner.stop()
 
 
 def test_frames_produce_latency_and_diagnostics_recover_after_stall(graph):
-    runner, probe, ex = graph
+    runner, probe, spin = graph
     lat: list[FrameLatency] = []
     diags: list[DiagnosticStatus] = []
     probe.create_subscription(FrameLatency, "/test/camera_monitor/out/latency", lat.append, qos.RELIABLE)
     probe.create_subscription(DiagnosticArray, "/diagnostics",
                               lambda m: diags.extend(s for s in m.status if s.hardware_id == "test"), qos.RELIABLE)
     pub = probe.create_publisher(Image, TOPIC, qos.SENSOR)
-    spin = lambda: ex.spin_once(timeout_sec=0.02)  # noqa: E731
     wait_for(lambda: pub.get_subscription_count() > 0, 10, spin, "camera_monitor to subscribe")
     # Before any frame: input silence -> ERROR.
     wait_for(lambda: any(d.level == DiagnosticStatus.ERROR for d in diags), 5, spin, "ERROR before input")
@@ -86,11 +79,10 @@ def test_frames_produce_latency_and_diagnostics_recover_after_stall(graph):
 
 
 def test_malformed_frames_are_counted_and_node_keeps_running(graph):
-    runner, probe, ex = graph
+    runner, probe, spin = graph
     lat: list[FrameLatency] = []
     probe.create_subscription(FrameLatency, "/test/camera_monitor/out/latency", lat.append, qos.RELIABLE)
     pub = probe.create_publisher(Image, TOPIC, qos.SENSOR)
-    spin = lambda: ex.spin_once(timeout_sec=0.02)  # noqa: E731
     wait_for(lambda: pub.get_subscription_count() > 0, 10, spin, "camera_monitor to subscribe")
     bad = _image(1.0)
     bad.encoding = "no_such_encoding"

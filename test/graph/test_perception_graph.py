@@ -10,7 +10,6 @@ import pytest
 from conftest import wait_for
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from mim_perception_msgs.msg import FrameLatency, TrackArray
-from rclpy.executors import SingleThreadedExecutor
 from sensor_msgs.msg import Image
 from vision_msgs.msg import Detection2DArray
 
@@ -50,20 +49,6 @@ def _params(tmp_path, bundle, extra: str = "") -> str:
       min_frames_for_rates: 1000
 {extra}""")
     return str(p)
-
-
-@pytest.fixture
-def probe(ros_context):
-    import rclpy
-
-    node = rclpy.create_node("probe", context=ros_context)
-    ex = SingleThreadedExecutor(context=ros_context)
-    ex.add_node(node)
-    try:
-        yield node, lambda: ex.spin_once(timeout_sec=0.02)
-    finally:
-        ex.shutdown()
-        node.destroy_node()
 
 
 def _collect(node, topic, typ, out):

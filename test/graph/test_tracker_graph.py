@@ -9,7 +9,6 @@ import pytest
 from conftest import wait_for
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from mim_perception_msgs.msg import Track, TrackArray
-from rclpy.executors import SingleThreadedExecutor
 from std_msgs.msg import Header
 from vision_msgs.msg import Detection2DArray
 
@@ -41,25 +40,20 @@ def _stamp(msg: object) -> float:
 
 
 @pytest.fixture
-def graph(ros_context, tmp_path):
+def graph(ros_context, probe, tmp_path):
     params = tmp_path / "p.yaml"
     params.write_text(PARAMS)
     _, specs = graph_from_args(str(params), [f"{CAMERA}=/cam/{CAMERA}/image_raw"], None)
     assert [s.name for s in specs] == ["tracker"]
     runner = GraphRunner(specs, context=ros_context, threads=2).start()
-    probe = __import__("rclpy").create_node("probe", context=ros_context)
-    ex = SingleThreadedExecutor(context=ros_context)
-    ex.add_node(probe)
     try:
-        yield runner, probe, ex
+        yield runner, *probe
     finally:
-        ex.shutdown()
-        probe.destroy_node()
         runner.stop()
 
 
 def test_tracks_keep_ids_stamps_and_classes_and_resets_are_diagnosed(graph):
-    runner, probe, ex = graph
+    runner, probe, spin = graph
     tracks: list[TrackArray] = []
     track_dets: list[Detection2DArray] = []
     diags: list[DiagnosticStatus] = []
@@ -68,7 +62,6 @@ def test_tracks_keep_ids_stamps_and_classes_and_resets_are_diagnosed(graph):
     probe.create_subscription(DiagnosticArray, "/diagnostics",
                               lambda m: diags.extend(s for s in m.status if s.hardware_id == CAMERA), qos.RELIABLE)
     pub = probe.create_publisher(Detection2DArray, DETECTIONS, qos.RELIABLE)
-    spin = lambda: ex.spin_once(timeout_sec=0.02)  # noqa: E731
     node = runner.nodes[0]
     wait_for(lambda: pub.get_subscription_count() > 0, 10, spin, "the tracker to subscribe")
     # discovery is two-sided: also wait until the tracker's publishers see the probe, or early messages are lost
