@@ -28,6 +28,7 @@ VERBS: dict[str, str] = {
     "finetune": "mim_perception.training.finetune",
     "export": "mim_perception.tools.export",
     "evaluate-robustness": "mim_perception.tools.evaluate_robustness",
+    "evaluate": "mim_perception.tools.evaluate",
     "demo": "mim_perception.tools.demo",
 }
 

@@ -118,6 +118,12 @@ def _yaml_scalar(value: object) -> str:
     return str(value)
 
 
+def private_domain_id(pid: int | None = None) -> int:
+    """A ROS domain id for a self-contained run (evaluation, soak) so another graph on this host (a vehicle
+    stack, a second evaluation) cannot feed it frames or read its outputs. Fast DDS ids stop at 232."""
+    return 120 + (os.getpid() if pid is None else pid) % 100
+
+
 def fastdds_env(cfg: GraphConfig) -> dict[str, str]:
     """Environment for Fast DDS large-data transport (must be set before rclpy.init)."""
     if not cfg.fastdds_large_data or os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE"):

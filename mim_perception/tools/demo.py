@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
+import shutil
 import sys
 import threading
 import time
@@ -18,9 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from mim_perception.core.config import load_config
 from mim_perception.core.errors import BagError
-from mim_perception.ros.graph import Camera, GraphConfig, describe, fastdds_env
 
 DEMO_BAG_NAME = "drive_front"
 
@@ -142,66 +140,51 @@ def _has_model() -> bool:
 
 def run(args: argparse.Namespace) -> int:
     from mim_perception.bags.io import bag_summary
-    from mim_perception.bags.replay import replay_bag
+    from mim_perception.evaluation.records import image_topic_of, read_frames
+    from mim_perception.tools.evaluate import analyse, drive_graph, print_summary
 
     bag = Path(args.bag) if args.bag else default_demo_bag()
-    summary = bag_summary(bag)
-    image_topic = next((t for t in summary.topics if t.endswith("/image_raw/compressed")), None) or next(
-        (t for t in summary.topics if t.endswith("/image_raw")), None)
-    if image_topic is None:
-        raise BagError(f"bag {bag} has no .../image_raw or .../image_raw/compressed topic; topics: {list(summary.topics)}")
-    camera = Camera.parse(f"{args.camera}={image_topic}")
+    image_topic = image_topic_of(bag_summary(bag).topics)
+    frames = read_frames(bag, image_topic)
     perception = _has_model()
-    cfg = load_config(GraphConfig, None, {"graph.use_sim_time": False, "graph.perception": perception}, prefix="graph.")
-    os.environ.update(fastdds_env(cfg))
-    import rclpy
-    from rclpy.context import Context
-    from rclpy.executors import SingleThreadedExecutor
+    out = Path(args.out)
+    if (out / "outputs").exists():
+        shutil.rmtree(out)   # the demo's own scratch directory: each run replaces the last
+    out.mkdir(parents=True, exist_ok=True)
+    probes: list[_Probe] = []
+    done = threading.Event()
+    t0 = time.monotonic()
 
-    from mim_perception.ros.runner import GraphRunner
-
-    ctx = Context()
-    rclpy.init(context=ctx)
-    runner = GraphRunner(describe(cfg, [camera]), context=ctx, threads=cfg.executor_threads)
-    try:
-        runner.start()
-        node = rclpy.create_node("mim_demo", context=ctx)
-        probe = _Probe(node, camera.name, perception)
-        ex = SingleThreadedExecutor(context=ctx)
-        ex.add_node(node)
-        spin = threading.Thread(target=ex.spin, daemon=True)
-        spin.start()
-        frames = summary.topics[image_topic].count
-        print(f"demo: replaying {bag} ({frames} frames on {image_topic}) through {len(runner.nodes)} node(s)")
-        done = threading.Event()
-        stats: list[Any] = []
-        t0 = time.monotonic()
-
-        def _replay() -> None:
-            try:
-                infos = tuple(t for t in summary.topics if t.endswith("/camera_info"))
-                stats.append(replay_bag(bag, node, rate=args.rate, restamp=True, topics=(image_topic, *infos),
-                                        wait_for_subscribers=len(runner.nodes), wait_timeout=30.0))
-            finally:
-                done.set()
-
-        threading.Thread(target=_replay, daemon=True).start()
+    def status() -> None:
         # A live line on a terminal; one line per second in logs (CI, pipes).
         cr, end = ("\r", "") if sys.stdout.isatty() else ("", "\n")
         while not done.wait(1.0):
-            print(cr + probe.status_line(time.monotonic() - t0), end=end, flush=True)
-        time.sleep(1.5)  # last results in flight and one more diagnostics period (final drop counts)
-        print(cr + probe.status_line(time.monotonic() - t0))
-        received = _report(probe, stats[0] if stats else None, frames, perception)
-        ex.shutdown()
-        node.destroy_node()
-        return 0 if received >= frames * args.min_fraction else 1
+            if probes:
+                print(cr + probes[0].status_line(time.monotonic() - t0), end=end, flush=True)
+        if probes:
+            print(cr + probes[0].status_line(time.monotonic() - t0))
+
+    print(f"demo: replaying {bag} ({len(frames)} frames on {image_topic}) through the node graph")
+    printer = threading.Thread(target=status, daemon=True)
+    printer.start()
+    try:
+        log = drive_graph(frames, args.camera, image_topic, out / "outputs", mode="realtime", rate=args.rate,
+                          perception=perception, on_start=lambda node: probes.append(_Probe(node, args.camera, perception)),
+                          after=lambda: time.sleep(1.5))   # one more diagnostics period: final drop counts
     finally:
-        runner.stop()
-        rclpy.try_shutdown(context=ctx)
+        done.set()
+        printer.join(timeout=5)
+    log.save(out / "frames.json")
+    received = _report(probes[0], log, len(frames), perception)
+    if perception:
+        report = analyse(bag, out, log, args.camera, video=True, foxglove=True)
+        print_summary(report)
+        print(f"\ndemo: wrote {out}/annotated.mp4, {out}/report.html (open in a browser), {out}/foxglove (MCAP for "
+              f"Foxglove) in {time.monotonic() - t0:.0f} s")
+    return 0 if received >= len(frames) * args.min_fraction else 1
 
 
-def _report(probe: _Probe, stats: Any, frames: int, perception: bool) -> int:
+def _report(probe: _Probe, log: Any, frames: int, perception: bool) -> int:
     """Print the end-of-run tables; returns the number of frames processed."""
     print(f"\n{'topic':50s} {'msgs':>6s} {'rate Hz':>8s}")
     for topic, n, hz in probe.summary():
@@ -213,9 +196,8 @@ def _report(probe: _Probe, stats: Any, frames: int, perception: bool) -> int:
               f"p99 {np.percentile(lat, 99):.2f} ms, max {lat.max():.2f} ms; "
               f"decode p50 {np.nanpercentile(dec, 50):.2f} ms")
     received = len(lat)
-    if stats is not None:
-        print(f"replay: {stats.published} messages in {stats.wall_s:.2f} s, "
-              f"worst publish lateness {stats.max_lateness_ms:.1f} ms")
+    if log.publish_wall_ns:
+        print(f"replay: {len(log.stamps_ns)} frames in {(log.publish_wall_ns[-1] - log.publish_wall_ns[0]) / 1e9:.2f} s")
     print(f"frames processed: {received}/{frames}; drops (superseded, busy, malformed): {probe.drops}")
     if perception:
         per_class = ", ".join(f"{k} {v}" for k, v in sorted(probe.objects.items())) or "none"
@@ -230,6 +212,7 @@ def register(sub: Any, verb: str) -> None:
     p.add_argument("--bag", help="bag to replay instead of the bundled demo drive")
     p.add_argument("--camera", default="front", help="camera name (namespace) for the pipeline")
     p.add_argument("--rate", type=float, default=1.0, help="playback speed factor")
+    p.add_argument("--out", default="build/demo", help="where the video, report and recordings go (replaced)")
     p.add_argument("--min-fraction", type=float, default=0.5,
                    help="exit 1 if fewer than this fraction of the bag's frames were processed")
     p.set_defaults(func=run)

@@ -37,11 +37,13 @@ def _xywh(boxes: np.ndarray) -> np.ndarray:
 
 
 def evaluate_detections(predictions: Sequence[Prediction], ground_truths: Sequence[GroundTruth],
-                        class_names: Sequence[str], max_dets: int = 100) -> dict[str, Any]:
+                        class_names: Sequence[str], max_dets: int = 100, curves: bool = False) -> dict[str, Any]:
     """COCO box mAP of per-image predictions against per-image ground truth (same order, same length).
 
     Returns ``{"mAP", "AP50", "AP75", "per_class_AP", "per_class_AP50", "num_gt"}``; per-class dicts are keyed
     by class name, NaN where a class has no ground truth; the means are NaN when there is no ground truth.
+    ``curves``: also ``"pr_curve50"``, per class the precision at recall 0, 0.01, ..., 1 at IoU 0.5 (NaN where
+    the class has no ground truth).
     """
     from faster_coco_eval import COCO, COCOeval_faster
 
@@ -85,7 +87,7 @@ def evaluate_detections(predictions: Sequence[Prediction], ground_truths: Sequen
 
     counts = np.bincount(np.concatenate([_gt_arrays(g)[1] for g in ground_truths] or [np.zeros(0, np.int64)]),
                          minlength=n_cls)
-    return {
+    out = {
         "mAP": stat(ev.stats[0]),
         "AP50": stat(ev.stats[1]),
         "AP75": stat(ev.stats[2]),
@@ -93,6 +95,10 @@ def evaluate_detections(predictions: Sequence[Prediction], ground_truths: Sequen
         "per_class_AP50": {n: ap(prec[0, :, k]) for k, n in enumerate(class_names)},
         "num_gt": {n: int(counts[k]) for k, n in enumerate(class_names)},
     }
+    if curves:
+        out["pr_curve50"] = {n: np.where(prec[0, :, k] > -1, prec[0, :, k], np.nan).tolist()
+                             for k, n in enumerate(class_names)}
+    return out
 
 
 class SegMeter:

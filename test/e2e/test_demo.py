@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import re
+from pathlib import Path
 
+import cv2
 import pytest
 
 from mim_perception.bags.io import bag_summary
@@ -20,10 +23,10 @@ def test_demo_bag_is_bundled_and_small() -> None:
 
 
 @pytest.mark.timeout(120)
-def test_demo_accounts_for_every_frame(capsys: pytest.CaptureFixture[str]) -> None:
+def test_demo_accounts_for_every_frame(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     # With the shipped model the CPU pipeline may not keep up with 15 Hz on a loaded machine: frames are then
     # dropped (busy / superseded). What must hold is that every frame is either processed or counted as dropped.
-    rc = main(["demo", "--rate", "1", "--min-fraction", "0.2"])
+    rc = main(["demo", "--rate", "1", "--min-fraction", "0.2", "--out", str(tmp_path)])
     out = capsys.readouterr().out
     assert rc == 0, out
     m = re.search(r"frames processed: (\d+)/90; drops \(superseded, busy, malformed\): \((\d+), (\d+), (\d+)\)", out)
@@ -31,3 +34,8 @@ def test_demo_accounts_for_every_frame(capsys: pytest.CaptureFixture[str]) -> No
     processed, superseded, busy, malformed = map(int, m.groups())
     assert processed + superseded + busy == 90 and malformed == 0, out
     assert "/front/camera_monitor/out/latency" in out or "/front/perception/out/latency" in out
+    # the video and the report of the run (the shipped model is in models/)
+    video = cv2.VideoCapture(str(tmp_path / "annotated.mp4"))
+    assert int(video.get(cv2.CAP_PROP_FRAME_COUNT)) == 90
+    assert "Detection PR curves" in (tmp_path / "report.html").read_text()
+    assert json.loads((tmp_path / "report.json").read_text())["frames"]["answered"] == processed

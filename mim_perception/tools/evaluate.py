@@ -1,0 +1,230 @@
+"""`mim-perception evaluate BAG`: replay a drive through the real node graph and report what it did.
+
+    mim-perception evaluate BAG [--gt DIR | --gt-topic TOPIC] [--model DIR] [--fast | --realtime]
+                                [--out DIR] [--baseline report.json] [--thresholds gate.yaml]
+
+The bag's camera frames are published into the node graph started in this process (the same graph as
+`mim-perception run`); every output of the perception node is recorded into OUT/outputs (MCAP), then scored
+against the ground truth: detection mAP/AP50 per class and PR curves, segmentation IoU and confusion matrix,
+tracking HOTA/MOTA/IDF1, latency per stage and end to end, drops, drift over time. Writes OUT/report.json,
+OUT/report.html (self-contained), OUT/annotated.mp4 and OUT/foxglove (MCAP with ImageAnnotations).
+
+Ground truth: the bag's ``…/ground_truth/detections`` (vision_msgs, ids = track ids) and
+``…/ground_truth/segmentation`` (mono8) topics next to the camera's (what `synth --bag`, `simgen` and the
+simulator bridge record), or a MOTChallenge directory (``--gt DIR``: gt/gt.txt, seg/NNNNNN.png).
+``--fast`` (default) publishes frame k+1 once frame k is answered: nothing is dropped and the numbers equal
+the offline evaluators'. ``--realtime`` publishes on the bag's clock, as a camera would.
+Exit status: 0, 3 when a --thresholds bound is violated, 2 on errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mim_perception.core.config import load_config
+from mim_perception.core.errors import BagError, ConfigError
+from mim_perception.core.labels import LabelSpace
+from mim_perception.evaluation.records import FrameLog, GroundTruth
+
+
+def params_file(out: Path, model: str | None, params: list[str]) -> Path | None:
+    """``--param key.sub=value`` (+ ``--model``) as a ROS parameter file applied after config/ (values parsed as YAML)."""
+    flat: dict[str, Any] = {}
+    if model:
+        flat["backend.model"] = str(Path(model).resolve())
+    for p in params:
+        key, sep, value = p.partition("=")
+        if not sep or not key or "." not in key:
+            raise ConfigError(f"--param {p!r} must look like section.name=value, e.g. perception.score_threshold=0.1")
+        flat[key] = yaml.safe_load(value)
+    if not flat:
+        return None
+    nested: dict[str, Any] = {}
+    for key, value in flat.items():
+        section, name = key.split(".", 1)
+        nested.setdefault(section, {})[name] = value
+    path = out / "params.yaml"
+    path.write_text(yaml.safe_dump({"/**": {"ros__parameters": nested}}))
+    return path
+
+
+def drive_graph(frames: list[tuple[int, bytes, str]], camera: str, image_topic: str, outputs: Path, *, mode: str,
+                rate: float = 1.0, user_params: Path | None = None, perception: bool = True,
+                frame_timeout: float = 20.0, ready_timeout: float = 90.0,
+                on_start: Callable[[Any], None] | None = None, on_frame: Callable[[int], None] | None = None,
+                stop: threading.Event | None = None, domain_id: int | None = None,
+                after: Callable[[], None] | None = None) -> FrameLog:
+    """Start the node graph in-process, drive it with ``frames`` and record its outputs into ``outputs``.
+
+    ``domain_id``: the ROS domain of this run (None: ROS_DOMAIN_ID / the default)."""
+    import rclpy
+    from rclpy.context import Context
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+
+    from mim_perception.evaluation.driver import Driver
+    from mim_perception.ros.graph import Camera, GraphConfig, describe, fastdds_env
+    from mim_perception.ros.runner import GraphRunner
+
+    cfg = load_config(GraphConfig, None, {"graph.use_sim_time": False, "graph.perception": perception},
+                      prefix="graph.")
+    os.environ.update(fastdds_env(cfg))
+    specs = describe(cfg, [Camera.parse(f"{camera}={image_topic}")], str(user_params) if user_params else None)
+    ctx = Context()
+    rclpy.init(context=ctx, domain_id=domain_id)
+    runner = GraphRunner(specs, context=ctx, threads=cfg.executor_threads)
+    driver = None
+    try:
+        runner.start()
+        node = rclpy.create_node("mim_evaluate", context=ctx)
+        driver = Driver(node, camera, image_topic, frames[0][2], outputs, mode=mode)
+        if on_start is not None:
+            on_start(node)
+        ex = SingleThreadedExecutor(context=ctx)
+        ex.add_node(node)
+
+        def spin() -> None:
+            try:
+                ex.spin()
+            except ExternalShutdownException:
+                pass
+        threading.Thread(target=spin, daemon=True).start()
+        if not driver.wait_ready(ready_timeout, subscribers=len(runner.nodes), outputs=perception):
+            raise BagError(f"the graph did not come up within {ready_timeout:.0f} s (see the node logs above)")
+        log = driver.run(frames, rate=rate, frame_timeout=frame_timeout, stop=stop, on_frame=on_frame)
+        if after is not None:
+            after()
+        ex.shutdown()
+        node.destroy_node()
+        return log
+    finally:
+        if driver is not None:
+            driver.close()
+        runner.stop()
+        rclpy.try_shutdown(context=ctx)
+
+
+def analyse(bag: Path, out: Path, log: FrameLog, camera: str, *, gt_dir: Path | None = None,
+            gt_topic: str | None = None, model: str | None = None, baseline: Path | None = None,
+            thresholds: Path | None = None, video: bool = True, foxglove: bool = True) -> dict[str, Any]:
+    """Score the recorded outputs, write report.json / report.html (+ video, Foxglove MCAP); returns the report."""
+    from mim_perception.core.monitoring.health import MonitorConfig
+    from mim_perception.evaluation import media
+    from mim_perception.evaluation import report as rep
+    from mim_perception.evaluation.driver import output_prefix
+    from mim_perception.evaluation.records import gt_from_bag, gt_from_dir, gt_topics, outputs_from_bag
+    from mim_perception.evaluation.scoring import score_run
+    from mim_perception.inference.backends import default_model_dir
+    from mim_perception.inference.manifest import load_manifest
+
+    labels = LabelSpace.load()
+    det_topic, seg_topic = gt_topics(log.image_topic)
+    gts: list[GroundTruth] | None
+    if gt_dir is not None:
+        gts = gt_from_dir(gt_dir, len(log.stamps_ns), labels)
+    else:
+        gts = gt_from_bag(bag, log.orig_stamps_ns, gt_topic or det_topic, seg_topic, labels)
+    outs, drift = outputs_from_bag(out / "outputs", output_prefix(camera), log.stamps_ns, labels)
+    monitor = load_config(MonitorConfig, None, prefix="monitor.")
+    report = score_run(log, gts, outs, drift, labels, monitor.drift_p_error)
+    bundle = Path(model) if model else default_model_dir()
+    m = load_manifest(bundle, roles=("onnx",))
+    report["bag"], report["model"] = str(bag), f"{m.name}@{m.sha256.get(m.files['onnx'], '')[:12]}"
+    report["ground_truth"] = "none" if gts is None else (str(gt_dir) if gt_dir else gt_topic or det_topic)
+    if baseline is not None:
+        report["baseline"] = rep.baseline_diff(report, rep.load_report(baseline))
+    if thresholds is not None:
+        report["violations"] = rep.check_thresholds(report, rep.load_thresholds(thresholds))
+    rep.write_json(out / "report.json", report)
+    strip = media.sample_strip(out / "outputs", log, outs, labels)
+    png = None
+    if strip is not None:
+        import cv2
+
+        ok, buf = cv2.imencode(".png", strip)
+        png = buf.tobytes() if ok else None
+        if png:
+            (out / "samples.png").write_bytes(png)
+    rep.write_html(out / "report.html", report, png)
+    if video:
+        fps = 1e9 / max(1, (log.orig_stamps_ns[-1] - log.orig_stamps_ns[0]) / max(1, len(log.orig_stamps_ns) - 1))
+        media.write_video(out / "annotated.mp4", out / "outputs", log, outs, labels, fps=min(60.0, fps))
+    if foxglove:
+        media.write_foxglove(out / "foxglove", out / "outputs", log, outs, labels, camera)
+    return report
+
+
+def print_summary(report: dict[str, Any]) -> None:
+    print(f"\n{'metric':34s} {'value':>10s}" + (f" {'baseline':>10s} {'delta':>10s}" if "baseline" in report else ""))
+    for k, v in report["headline"].items():
+        line = f"{k:34s} {v:10.4g}"
+        if "baseline" in report:
+            b = report["baseline"][k]
+            line += f" {b['baseline']:10.4g} {b['delta']:+10.4g}"
+        print(line)
+    for v in report.get("violations") or []:
+        print(f"GATE: {v}")
+
+
+def run(args: argparse.Namespace) -> int:
+    from mim_perception.bags.io import bag_summary
+    from mim_perception.evaluation.records import image_topic_of, read_frames
+    from mim_perception.ros.graph import private_domain_id
+
+    bag, out = Path(args.bag), Path(args.out)
+    if (out / "outputs").exists():
+        raise ConfigError(f"{out} holds a previous evaluation; choose another --out or remove it")
+    out.mkdir(parents=True, exist_ok=True)
+    image_topic = args.image_topic or image_topic_of(bag_summary(bag).topics)
+    frames = read_frames(bag, image_topic)[: args.max_frames or None]
+    if not frames:
+        raise BagError(f"{bag}: no frames on {image_topic}")
+    mode = "realtime" if args.realtime else "fast"
+    print(f"evaluate: {len(frames)} frames of {bag} on {image_topic}, mode {mode}", flush=True)
+    t0 = time.monotonic()
+    log = drive_graph(frames, args.camera, image_topic, out / "outputs", mode=mode, rate=args.rate,
+                      user_params=params_file(out, args.model, args.param or []), frame_timeout=args.frame_timeout,
+                      domain_id=private_domain_id() if args.domain_id is None else args.domain_id)
+    log.save(out / "frames.json")
+    print(f"evaluate: graph run {time.monotonic() - t0:.1f} s; scoring", flush=True)
+    report = analyse(bag, out, log, args.camera, gt_dir=Path(args.gt) if args.gt else None, gt_topic=args.gt_topic,
+                     model=args.model, baseline=Path(args.baseline) if args.baseline else None,
+                     thresholds=Path(args.thresholds) if args.thresholds else None, video=not args.no_video,
+                     foxglove=not args.no_video)
+    print_summary(report)
+    print(f"evaluate: wrote {out}/report.html, report.json" + ("" if args.no_video else ", annotated.mp4, foxglove/"))
+    return 3 if report.get("violations") else 0
+
+
+def register(sub: Any, verb: str) -> None:
+    p = sub.add_parser(verb, help="replay a bag through the node graph; accuracy, latency, drops, drift report",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("bag")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--gt", help="MOTChallenge ground-truth directory (gt/gt.txt, optional seg/) instead of bag topics")
+    g.add_argument("--gt-topic", help="ground-truth Detection2DArray topic (default: …/ground_truth/detections)")
+    m = p.add_mutually_exclusive_group()
+    m.add_argument("--fast", action="store_true", help="lockstep, nothing dropped (default)")
+    m.add_argument("--realtime", action="store_true", help="publish on the bag's clock; drops are counted")
+    p.add_argument("--rate", type=float, default=1.0, help="--realtime playback factor")
+    p.add_argument("--model", help="model bundle directory (default: the shipped one)")
+    p.add_argument("--param", action="append", metavar="SECTION.NAME=VALUE",
+                   help="node parameter override, e.g. perception.score_threshold=0.1 (repeatable)")
+    p.add_argument("--camera", default="front", help="camera name (namespace) of the pipeline")
+    p.add_argument("--image-topic", help="camera topic in the bag (default: the first …/image_raw[/compressed])")
+    p.add_argument("--max-frames", type=int, default=0, help="evaluate only the first N frames (0 = all)")
+    p.add_argument("--frame-timeout", type=float, default=20.0, help="s to wait for the node's answer to a frame")
+    p.add_argument("--out", default="build/evaluate", help="output directory")
+    p.add_argument("--domain-id", type=int, help="ROS domain of the run (default: a private one, so no other graph "
+                                                  "on this host can interfere; set it to watch the run live)")
+    p.add_argument("--baseline", help="report.json of an earlier run: show the differences")
+    p.add_argument("--thresholds", help="YAML of metric bounds; violations exit 3 (a regression gate for CI)")
+    p.add_argument("--no-video", action="store_true", help="skip annotated.mp4 and the Foxglove MCAP")
+    p.set_defaults(func=run)
