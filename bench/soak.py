@@ -83,6 +83,7 @@ def main() -> int:
     ap.add_argument("--every", type=float, default=10.0, help="seconds between samples")
     ap.add_argument("--rate", type=float, default=2.0, help="playback factor of the 15 Hz demo bag (2 = 30 Hz)")
     ap.add_argument("--out", default="build/soak")
+    ap.add_argument("--results", help="also write the verdict and this command line here (docs/results/soak.json)")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -144,6 +145,14 @@ def main() -> int:
     (out / "soak.json").write_text(json.dumps({"minutes": args.minutes, "rate_hz": 15 * args.rate, "verdict": v,
                                                "samples": rows}, indent=1))
     plot(rows, out)
+    if args.results:
+        import sys
+
+        Path(args.results).write_text(json.dumps({
+            "kind": "soak", "title": "30-minute soak (bench/soak.py), demo drive looped",
+            "command": " ".join([".venv/bin/python", "bench/soak.py", *sys.argv[1:]]), "minutes": args.minutes,
+            "rate_hz": 15 * args.rate, "verdict": v, "processed": rows[-1]["processed"], "dropped": rows[-1]["dropped"],
+            "rss_mb_first_last": [rows[0]["rss_mb"], rows[-1]["rss_mb"]]}, indent=1))
     print(f"soak: {args.minutes} min at {15 * args.rate:.0f} Hz: {v}; wrote {out}/soak.csv, soak.json, soak.png")
     return 0 if v["rss_ok"] and not v["latency_creep"] else 1
 

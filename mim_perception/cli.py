@@ -30,6 +30,7 @@ VERBS: dict[str, str] = {
     "evaluate-robustness": "mim_perception.tools.evaluate_robustness",
     "evaluate": "mim_perception.tools.evaluate",
     "demo": "mim_perception.tools.demo",
+    "docs": "mim_perception.tools.docs",
 }
 
 
@@ -48,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     chosen = {argv[0]: VERBS[argv[0]]} if argv and argv[0] in VERBS else None
     parser = build_parser(chosen)
     args = parser.parse_args(argv)
+    args.command_line = "mim-perception " + " ".join(argv)   # recorded in result files next to their numbers
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

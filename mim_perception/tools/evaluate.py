@@ -199,6 +199,12 @@ def run(args: argparse.Namespace) -> int:
                      thresholds=Path(args.thresholds) if args.thresholds else None, video=not args.no_video,
                      foxglove=not args.no_video)
     print_summary(report)
+    if args.results:
+        from mim_perception.evaluation.report import write_json
+
+        write_json(Path(args.results), {"kind": "evaluate", "title": args.title or bag.name,
+                                        "command": getattr(args, "command_line", "?"), "frames": report["frames"],
+                                        "model": report["model"], "headline": report["headline"]})
     print(f"evaluate: wrote {out}/report.html, report.json" + ("" if args.no_video else ", annotated.mp4, foxglove/"))
     return 3 if report.get("violations") else 0
 
@@ -227,4 +233,7 @@ def register(sub: Any, verb: str) -> None:
     p.add_argument("--baseline", help="report.json of an earlier run: show the differences")
     p.add_argument("--thresholds", help="YAML of metric bounds; violations exit 3 (a regression gate for CI)")
     p.add_argument("--no-video", action="store_true", help="skip annotated.mp4 and the Foxglove MCAP")
+    p.add_argument("--results", help="also write the headline numbers and this command line to this JSON "
+                                     "(docs/results/*.json feed the README's tables: `mim-perception docs`)")
+    p.add_argument("--title", help="row title for --results")
     p.set_defaults(func=run)

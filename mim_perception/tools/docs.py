@@ -1,0 +1,181 @@
+"""`mim-perception docs [--check]`: regenerate the README's and docs/'s tables from their sources.
+
+* node / topic table  <- mim_perception/ros/interfaces.py (a graph test checks it against the running nodes)
+* parameter tables    <- config/*.param.yaml (values and their comments: the one source of defaults)
+* measured results    <- docs/results/*.json (written by `mim-perception evaluate` and bench/soak.py; each
+                         carries the command that produced it)
+
+Generated text sits between ``<!-- generated: NAME -->`` and ``<!-- end generated: NAME -->`` markers;
+``--check`` exits 1 when a file is stale (a unit test runs it, so the docs cannot drift).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from mim_perception.core.config import config_dir
+from mim_perception.core.errors import ConfigError
+from mim_perception.ros.interfaces import NODES
+
+_KEY = re.compile(r"^(?P<indent>\s*)(?P<key>[A-Za-z_]\w*):(?P<rest>.*)$")
+
+
+def split_comment(rest: str) -> tuple[str, str]:
+    """``' 0.5   # why'`` -> (``'0.5'``, ``'why'``); a ``#`` inside quotes or not after a space is part of the value."""
+    quote = ""
+    for i, ch in enumerate(rest):
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "\"'":
+            quote = ch
+        elif ch == "#" and (i == 0 or rest[i - 1].isspace()):
+            return rest[:i].strip(), rest[i + 1:].strip()
+    return rest.strip(), ""
+
+
+def parameter_rows(path: Path) -> list[tuple[str, str, str]]:
+    """(dotted name, default, comment) of every parameter under ``ros__parameters`` in a .param.yaml file."""
+    rows: list[tuple[str, str, str]] = []
+    stack: list[tuple[int, str]] = []
+    inside = False
+    base = last_indent = -1
+    pending = ""   # a comment line just above a parameter, at its indent, describes it
+    for line in path.read_text().splitlines():
+        stripped = line.strip()
+        indent = len(line) - len(line.lstrip())
+        if not stripped:
+            continue
+        if stripped.startswith("#"):
+            text = stripped.lstrip("#").strip()
+            if rows and inside and indent > last_indent:
+                name, value, comment = rows[-1]   # aligned under the comment column: it continues
+                rows[-1] = (name, value, f"{comment} {text}".strip())
+            elif inside:
+                pending = f"{pending} {text}".strip()
+            continue
+        m = _KEY.match(line)
+        if not m:
+            continue
+        key = m["key"]
+        value, comment = split_comment(m["rest"])
+        if key == "ros__parameters":
+            inside, base, stack = True, indent, []
+            continue
+        if not inside or indent <= base:
+            continue
+        while stack and stack[-1][0] >= indent:
+            stack.pop()
+        if value == "":
+            stack.append((indent, key))
+            pending = ""
+            continue
+        rows.append((".".join([k for _, k in stack] + [key]), value, comment or pending))
+        pending, last_indent = "", indent
+    return rows
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def parameters_markdown(cdir: Path | None = None) -> str:
+    cdir = cdir or config_dir()
+    out = []
+    for path in sorted(cdir.glob("*.param.yaml")):
+        rows = parameter_rows(path)
+        if not rows:
+            continue
+        out += [f"### `config/{path.name}`", "", "| parameter | default | meaning |", "|---|---|---|"]
+        out += [f"| `{n}` | `{_cell(v)}` | {_cell(c)} |" for n, v, c in rows]
+        out.append("")
+    return "\n".join(out).rstrip() + "\n"
+
+
+def nodes_markdown() -> str:
+    out = ["| node | direction | topic | type | QoS | what |", "|---|---|---|---|---|---|"]
+    for node, (what, ports) in NODES.items():
+        out.append(f"| **{node}** | | | | | {_cell(what)} |")
+        for p in ports:
+            out.append(f"| | {p.direction} | `{p.topic}` | `{p.msgtype.replace('/msg/', '/')}` | {p.qos} | "
+                       f"{_cell(p.description)} |")
+    out.append("")
+    out.append("`~/` is the node's namespace and name, e.g. `/front/perception/out/detections` for camera `front`.")
+    return "\n".join(out) + "\n"
+
+
+def _num(v: Any, fmt: str = "{:.3f}") -> str:
+    return "–" if v is None else fmt.format(v)
+
+
+def results_markdown(rdir: Path) -> str:
+    """One table row per results file; files are written by the tools, never by hand."""
+    rows = ["| what | result | command |", "|---|---|---|"]
+    for path in sorted(rdir.glob("*.json")):
+        doc = json.loads(path.read_text())
+        kind = doc.get("kind")
+        if kind == "evaluate":
+            h = doc["headline"]
+            res = (f"{doc['frames']['answered']}/{doc['frames']['total']} frames answered; AP50 {_num(h.get('detection.AP50'))}, "
+                   f"mAP {_num(h.get('detection.mAP'))}, mIoU {_num(h.get('segmentation.mIoU'))}, HOTA "
+                   f"{_num(h.get('tracking.HOTA'))}, IDF1 {_num(h.get('tracking.IDF1'))}; end-to-end p50 "
+                   f"{_num(h.get('latency.end_to_end_ms.p50'), '{:.1f}')} ms, p99 "
+                   f"{_num(h.get('latency.end_to_end_ms.p99'), '{:.1f}')} ms; inference p50 "
+                   f"{_num(h.get('latency.inference_ms.p50'), '{:.1f}')} ms; drops {_num(h.get('drops.total'), '{:.0f}')}")
+        elif kind == "soak":
+            v = doc["verdict"]
+            res = (f"{doc['minutes']:.0f} min at {doc['rate_hz']:.0f} Hz: RSS growth after warm-up "
+                   f"{v['rss_growth_after_warmup_mb']:.1f} MB; latency p50 {v['latency_p50_q2_ms']:.1f} → "
+                   f"{v['latency_p50_q4_ms']:.1f} ms (2nd → last quarter); "
+                   f"{'no creep' if not v['latency_creep'] else 'CREEP'}")
+        else:
+            continue
+        rows.append(f"| {_cell(doc.get('title', path.stem))} | {_cell(res)} | `{_cell(doc.get('command', '?'))}` |")
+    return "\n".join(rows) + "\n"
+
+
+def splice(text: str, name: str, body: str) -> str:
+    begin, end = f"<!-- generated: {name} -->", f"<!-- end generated: {name} -->"
+    if begin not in text or end not in text:
+        raise ConfigError(f"markers for {name!r} not found ({begin} ... {end})")
+    head, rest = text.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    return f"{head}{begin}\n{body}{end}{tail}"
+
+
+def generate(root: Path) -> dict[Path, str]:
+    """Every generated file's new text."""
+    readme = root / "README.md"
+    text = readme.read_text()
+    text = splice(text, "nodes", nodes_markdown())
+    text = splice(text, "results", results_markdown(root / "docs" / "results"))
+    params = root / "docs" / "parameters.md"
+    ptext = params.read_text() if params.exists() else \
+        "# Parameters\n\n<!-- generated: parameters -->\n<!-- end generated: parameters -->\n"
+    return {readme: text, params: splice(ptext, "parameters", parameters_markdown(root / "config"))}
+
+
+def run(args: argparse.Namespace) -> int:
+    root = Path(args.root).resolve()
+    stale = []
+    for path, text in generate(root).items():
+        if not path.exists() or path.read_text() != text:
+            stale.append(path)
+            if not args.check:
+                path.write_text(text)
+    if args.check and stale:
+        print("stale (run `mim-perception docs`): " + ", ".join(str(p.relative_to(root)) for p in stale))
+        return 1
+    print("docs: " + ("up to date" if not stale else "regenerated " + ", ".join(str(p.relative_to(root)) for p in stale)))
+    return 0
+
+
+def register(sub: Any, verb: str) -> None:
+    p = sub.add_parser(verb, help="regenerate the README's and docs/ tables from config/, interfaces and results",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--check", action="store_true", help="exit 1 if a generated file is out of date")
+    p.add_argument("--root", default=str(Path(__file__).resolve().parents[2]), help="repository root")
+    p.set_defaults(func=run)
