@@ -32,6 +32,8 @@ class TrainConfig:
     PARAM_FILE: ClassVar[str] = PARAMS
     arch: str
     batch_size: int = field(metadata=rng(1, 4096))
+    micro_batch: int = field(metadata=rng(0, 4096))
+    checkpoint_every: int = field(metadata=rng(0, None))
     workers: int = field(metadata=rng(0, 64))
     threads: int = field(metadata=rng(1, 256))
     seed: int

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -22,9 +23,11 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from mim_perception.core.config import load_config
+from mim_perception.core.errors import ConfigError
 from mim_perception.core.labels import LabelSpace
 from mim_perception.nets import build_model
 from mim_perception.nets.postprocess import decode
+from mim_perception.training import distributed as dist
 from mim_perception.training.augment import AugmentConfig, eval_transform, train_transform
 from mim_perception.training.checkpoint import load_into, load_state, save_checkpoint
 from mim_perception.training.common import (
@@ -68,7 +71,7 @@ def _score(m: dict[str, Any]) -> float:
 
 
 def _loaders(specs: list[str], val_specs: list[str] | None, train: TrainConfig, cfg: FinetuneConfig, aug: AugmentConfig,
-             cache_dir: Path) -> tuple[SampleDataset, DataLoader[Any], DataLoader[Any]]:
+             cache_dir: Path, d: dist.Dist, micro: int) -> tuple[SampleDataset, DataLoader[Any], DataLoader[Any], Any]:
     src = open_sources(specs, cache_dir=cache_dir, labelled=True)
     if val_specs:
         val_src = open_sources(val_specs, cache_dir=cache_dir, labelled=True)
@@ -79,81 +82,118 @@ def _loaders(specs: list[str], val_specs: list[str] | None, train: TrainConfig, 
     train_ds = label_subset(SampleDataset(src, train_transform(aug), train.seed, train_idx), cfg.label_fraction, train.seed)
     val_ds = SampleDataset(val_src, eval_transform((aug.height, aug.width)), train.seed, val_idx)
     g = torch.Generator().manual_seed(train.seed)
-    batch = min(train.batch_size, len(train_ds))
-    loader = DataLoader(train_ds, batch_size=batch, shuffle=True, drop_last=True, num_workers=train.workers,
-                        collate_fn=collate, generator=g, persistent_workers=train.workers > 0)
+    batch = min(micro, len(train_ds) // d.world)
+    if batch < 1:
+        raise ConfigError(f"{len(train_ds)} training frames cannot be shared by {d.world} processes")
+    samp = dist.sampler(train_ds, d, train.seed)
+    loader = DataLoader(train_ds, batch_size=batch, shuffle=samp is None, sampler=samp, drop_last=True,
+                        num_workers=train.workers, collate_fn=collate, generator=g, persistent_workers=train.workers > 0)
     val_loader = DataLoader(val_ds, batch_size=train.batch_size, num_workers=train.workers, collate_fn=collate)
-    return train_ds, loader, val_loader
+    return train_ds, loader, val_loader, samp
 
 
 def finetune(specs: list[str], out: Path, overrides: dict[str, Any], *, init: str | None = None,
              val_specs: list[str] | None = None, params_file: str | None = None,
              cache_dir: Path = Path("build/data_cache")) -> dict[str, Any]:
+    d = dist.setup()
+    try:
+        return _finetune(specs, out, overrides, init, val_specs, params_file, cache_dir, d)
+    finally:
+        dist.teardown(d)
+
+
+def _finetune(specs: list[str], out: Path, overrides: dict[str, Any], init: str | None, val_specs: list[str] | None,
+              params_file: str | None, cache_dir: Path, d: dist.Dist) -> dict[str, Any]:
     train = load_config(TrainConfig, params_file, overrides, prefix="train.")
     cfg = load_config(FinetuneConfig, params_file, overrides, prefix="finetune.")
     aug = load_config(AugmentConfig, params_file, overrides, prefix="augment.")
     seed_everything(train.seed, train.threads)
     labels = LabelSpace.load()
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = d.device()
+    micro, accum = dist.micro_batching(train.batch_size, train.micro_batch, d.world)
+    train_ds, loader, val_loader, samp = _loaders(specs, val_specs, train, cfg, aug, cache_dir, d, micro)
 
-    train_ds, loader, val_loader = _loaders(specs, val_specs, train, cfg, aug, cache_dir)
-
-    model = build_model(train.arch, len(labels.detection), len(labels.segmentation)).to(device)
+    net = build_model(train.arch, len(labels.detection), len(labels.segmentation)).to(device)
     if init:
         # MIM checkpoints hold "backbone.*" (+ decoder); only the backbone transfers, heads start fresh.
-        load_into(model.backbone, load_state(Path(init)), prefix="backbone.", source=init)
-    opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay, {"backbone.": cfg.backbone_lr_scale}), lr=cfg.lr)
-    ema = Ema(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
-    total = cfg.epochs * len(loader)
+        load_into(net.backbone, load_state(Path(init)), prefix="backbone.", source=init)
+    opt = torch.optim.AdamW(param_groups(net, cfg.weight_decay, {"backbone.": cfg.backbone_lr_scale}), lr=cfg.lr)
+    ema = Ema(net, cfg.ema_decay) if cfg.ema_decay > 0 and d.main else None   # only rank 0 evaluates and saves
+    total = cfg.epochs * (len(loader) // accum)
     if cfg.max_steps:
         total = min(total, cfg.max_steps)
     out.mkdir(parents=True, exist_ok=True)
     config = {"train": asdict(train), "finetune": asdict(cfg), "augment": asdict(aug), "data": specs,
               "val_data": val_specs or "10% of training episodes", "init": init or "scratch",
-              "train_frames": len(train_ds), "val_frames": len(val_loader.dataset)}  # type: ignore[arg-type]
-    history: list[dict[str, Any]] = []
-    best: dict[str, Any] = {}
-    step, epoch, t0 = 0, 0, time.perf_counter()
+              "train_frames": len(train_ds), "val_frames": len(val_loader.dataset),  # type: ignore[arg-type]
+              "processes": d.world, "micro_batch": micro, "accumulation": accum}
+    step, epoch, history = dist.resume(out, net, opt, d, ema.model if ema is not None else None)
+    model = dist.wrap(net, d)
+    best: dict[str, Any] = json.loads((out / "best_state.json").read_text()) if step and (out / "best_state.json").exists() \
+        else {}
+    t0 = time.perf_counter()
     while step < total:
         train_ds.set_epoch(epoch)
+        if samp is not None:
+            samp.set_epoch(epoch)
         model.train()
-        for images, targets, seg in loader:
-            if (out / "STOP").exists():   # graceful early stop: `touch OUT/STOP`
+        for group in dist.groups(loader, accum):
+            if dist.stop_requested(out, d):
                 total = step
             if step >= total:
                 break
             set_lr(opt, cosine_lr(step, total, cfg.lr, cfg.warmup_fraction))
-            out_ = model(images.to(device))
-            losses = model.loss(out_, [{k: v.to(device) for k, v in t.items()} for t in targets], seg.to(device))
             opt.zero_grad(set_to_none=True)
-            losses["total"].backward()
+            for i, (images, targets, seg) in enumerate(group):
+                with dist.no_sync(model, i < accum - 1):
+                    losses = net.loss(model(images.to(device)), [{k: v.to(device) for k, v in t.items()} for t in targets],
+                                      seg.to(device))
+                    (losses["total"] / accum).backward()
             nn.utils.clip_grad_norm_(model.parameters(), 10.0)
             opt.step()
             if ema is not None:
-                ema.update(model)
+                ema.update(net)
             step += 1
             if step % train.log_every == 0:
-                parts = " ".join(f"{k} {float(v):.3f}" for k, v in losses.items())
-                print(f"finetune: step {step}/{total} {parts}", flush=True)
-                history.append({"step": step, **{k: float(v) for k, v in losses.items()}})
+                history.append({"step": step, **{k: dist.mean_across(float(v.detach()), d) for k, v in losses.items()}})
+                if d.main:
+                    print(f"finetune: step {step}/{total} " + " ".join(f"{k} {v:.3f}" for k, v in history[-1].items()
+                                                                       if k != "step"), flush=True)
+            dist.checkpoint(out, model, opt, d, step=step, epoch=epoch, history=history, every=train.checkpoint_every,
+                            ema=ema.model if ema is not None else None)
         epoch += 1
         if epoch % cfg.eval_every == 0 or step >= total:
-            evaluated = ema.model if ema is not None else model
-            m = evaluate(evaluated, val_loader, cfg, labels, device)
-            history.append({"step": step, "epoch": epoch, "AP50": m["AP50"], "mAP": m["mAP"], "mIoU": m["mIoU"]})
-            print(f"finetune: epoch {epoch} val mAP {m['mAP']:.4f} AP50 {m['AP50']:.4f} mIoU {m['mIoU']:.4f}", flush=True)
-            if _score(m) > _score(best.get("metrics", {})):
-                best = {"metrics": m, "epoch": epoch, "step": step}
-                save_checkpoint(out / "best.pt", evaluated, config, {"metrics": m, "epoch": epoch, "arch": train.arch})
+            best = _evaluate_and_keep(ema.model if ema is not None else net, val_loader, cfg, labels, device, out,
+                                      config, history, best, epoch, step, d)
+    checksums = dist.param_checksums(model, d)
     result = {"config": config, "best": best, "history": history, "steps": step,
-              "seconds": round(time.perf_counter() - t0, 1), "device": str(device)}
-    (out / "summary.json").write_text(json.dumps(result, indent=1, default=float))
+              "seconds": round(time.perf_counter() - t0, 1), "device": str(device), "rank_param_checksums": checksums}
+    if d.main:
+        (out / "summary.json").write_text(json.dumps(result, indent=1, default=float))
     return result
+
+
+def _evaluate_and_keep(evaluated: nn.Module, val_loader: DataLoader[Any], cfg: FinetuneConfig, labels: LabelSpace,
+                       device: torch.device, out: Path, config: dict[str, Any], history: list[dict[str, Any]],
+                       best: dict[str, Any], epoch: int, step: int, d: dist.Dist) -> dict[str, Any]:
+    """Rank 0 evaluates and keeps the best checkpoint by (AP50 + mIoU) / 2; the other ranks wait."""
+    if d.main:
+        m = evaluate(evaluated, val_loader, cfg, labels, device)
+        history.append({"step": step, "epoch": epoch, "AP50": m["AP50"], "mAP": m["mAP"], "mIoU": m["mIoU"]})
+        print(f"finetune: epoch {epoch} val mAP {m['mAP']:.4f} AP50 {m['AP50']:.4f} mIoU {m['mIoU']:.4f}", flush=True)
+        if _score(m) > _score(best.get("metrics", {})):
+            best = {"metrics": m, "epoch": epoch, "step": step}
+            save_checkpoint(out / "best.pt", evaluated, config, {"metrics": m, "epoch": epoch, "arch": config["train"]["arch"]})
+            (out / "best_state.json").write_text(json.dumps(best, default=float))
+    d.barrier()
+    return best
 
 
 def _main(args: argparse.Namespace) -> int:
     r = finetune(args.data, Path(args.out), parse_overrides(args.set), init=args.init, val_specs=args.val_data,
                  params_file=args.params_file, cache_dir=Path(args.cache_dir))
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0
     m = r["best"].get("metrics", {})
     print(f"finetune: {r['steps']} steps in {r['seconds']} s; best epoch {r['best'].get('epoch')}: "
           f"mAP {m.get('mAP', float('nan')):.4f} AP50 {m.get('AP50', float('nan')):.4f} mIoU {m.get('mIoU', float('nan')):.4f}"
