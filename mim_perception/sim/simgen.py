@@ -26,13 +26,13 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from mim_perception.core.errors import ConfigError
 from mim_perception.core.labels import LabelSpace
+from mim_perception.scale.fanout import FanoutFailed, Outcome, run_tasks
 from mim_perception.sim.synth_cli import write_images, write_mot
 from mim_perception.sim.synthetic import SceneConfig, SyntheticScene, SynthFrame
 
@@ -157,7 +157,10 @@ def _episode_task(args: tuple[GenConfig, str, int]) -> dict[str, Any]:
     return generate_episode(cfg, Path(out), episode)
 
 
-def generate_dataset(cfg: GenConfig, out: Path, workers: int = 1, command: str = "") -> dict[str, Any]:
+def generate_dataset(cfg: GenConfig, out: Path, workers: int = 1, command: str = "", ray_address: str | None = None,
+                     retries: int = 1) -> dict[str, Any]:
+    """Episodes in parallel (process pool, or Ray tasks with ``ray_address``); a failed episode is retried,
+    then listed under ``failed`` in dataset.json (which is then not ``complete``) and raises FanoutFailed."""
     if cfg.source not in SOURCES:
         raise ConfigError(f"unknown source {cfg.source!r}; choose one of {', '.join(SOURCES)}")
     if cfg.episodes < 1 or cfg.frames < 1:
@@ -177,13 +180,20 @@ def generate_dataset(cfg: GenConfig, out: Path, workers: int = 1, command: str =
     t0 = time.perf_counter()
     metas: list[dict[str, Any]] = []
     tty = sys.stderr.isatty()
-    with ProcessPoolExecutor(max_workers=workers) if workers > 1 else _Inline() as pool:
-        for meta in pool.map(_episode_task, tasks):
-            metas.append(meta)
-            line = f"simgen: episode {len(metas)}/{cfg.episodes} ({'skipped' if meta.get('skipped') else 'written'})"
-            print(("\r" + line) if tty else line, end="" if tty else "\n", file=sys.stderr, flush=True)
+    done = [0]
+
+    def progress(o: Outcome) -> None:
+        done[0] += 1
+        state = ("skipped" if o.value.get("skipped") else "written") if o.ok else f"FAILED: {o.error}"
+        line = f"simgen: episode {done[0]}/{cfg.episodes} ({state})"
+        print(("\r" + line) if tty else line, end="" if tty else "\n", file=sys.stderr, flush=True)
+
+    outcomes = run_tasks(_episode_task, tasks, workers=workers, ray_address=ray_address, retries=retries,
+                         on_done=progress)
     if tty:
         print(file=sys.stderr)
+    metas = [o.value for o in outcomes if o.ok]
+    failed = [{"episode": o.index, "error": o.error, "attempts": o.attempts} for o in outcomes if not o.ok]
     seconds = time.perf_counter() - t0
     written = [m for m in metas if not m.get("skipped")]
     hist: Counter[str] = Counter()
@@ -194,30 +204,21 @@ def generate_dataset(cfg: GenConfig, out: Path, workers: int = 1, command: str =
         "config": asdict(cfg), "label_space": {"detection": list(labels.detection), "segmentation": list(labels.segmentation)},
         "splits": splits, "frames": sum(m["frames"] for m in metas), "objects_per_class": dict(hist),
         "generation_fps": round(sum(m["frames"] for m in written) / seconds, 2) if written else None,
-        "command": command, "complete": True,
+        "command": command, "complete": not failed, "failed": failed,
     }
     manifest.write_text(json.dumps(summary, indent=1))
+    if failed:
+        raise FanoutFailed(f"{len(failed)} episode(s) failed after retries: "
+                           + "; ".join(f"{f['episode']}: {f['error']}" for f in failed[:3]) + " (see dataset.json)")
     return summary
-
-
-class _Inline:
-    """Same interface as an executor, in this process (workers = 1: easier to debug and profile)."""
-
-    def __enter__(self) -> _Inline:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-    def map(self, fn: Any, items: Iterable[Any]) -> Iterator[Any]:
-        return map(fn, items)
 
 
 def _main(args: argparse.Namespace) -> int:
     cfg = GenConfig(source=args.source, episodes=args.episodes, frames=args.frames, seed=args.seed, width=args.width,
                     height=args.height, fps=args.fps, labelled=not args.unlabelled, bag=args.bag,
                     val_fraction=args.val, test_fraction=args.test)
-    s = generate_dataset(cfg, Path(args.out), workers=args.workers, command=" ".join(["mim-perception", *sys.argv[1:]]))
+    s = generate_dataset(cfg, Path(args.out), workers=args.workers, command=getattr(args, "command_line", ""),
+                         ray_address=args.ray_address, retries=args.retries)
     print(f"simgen: {s['frames']} frames in {cfg.episodes} episodes -> {args.out} "
           f"(train/val/test episodes {len(s['splits']['train'])}/{len(s['splits']['val'])}/{len(s['splits']['test'])}; "
           f"{s['generation_fps']} frames/s this run)")
@@ -241,5 +242,8 @@ def register(sub: argparse._SubParsersAction, verb: str) -> None:
     p.add_argument("--bag", action="store_true", help="also record each episode as a rosbag2 (mcap)")
     p.add_argument("--val", type=float, default=0.1, help="fraction of episodes for validation")
     p.add_argument("--test", type=float, default=0.1, help="fraction of episodes for test (disjoint seeds)")
-    p.add_argument("--workers", type=int, default=1, help="parallel processes (one episode each)")
+    p.add_argument("--workers", type=int, default=1, help="parallel processes (one episode each); with "
+                                                          "--ray-address local: the Ray instance's CPUs")
+    p.add_argument("--ray-address", help="run episodes as Ray tasks: local | auto | HOST:PORT (default: process pool)")
+    p.add_argument("--retries", type=int, default=1, help="retries of a failed episode before it is reported")
     p.set_defaults(func=_main)

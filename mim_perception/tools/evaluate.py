@@ -14,12 +14,16 @@ Ground truth: the bag's ``…/ground_truth/detections`` (vision_msgs, ids = trac
 simulator bridge record), or a MOTChallenge directory (``--gt DIR``: gt/gt.txt, seg/NNNNNN.png).
 ``--fast`` (default) publishes frame k+1 once frame k is answered: nothing is dropped and the numbers equal
 the offline evaluators'. ``--realtime`` publishes on the bag's clock, as a camera would.
-Exit status: 0, 3 when a --thresholds bound is violated, 2 on errors.
+Several bags (``evaluate A.mcap B.mcap …``) run in parallel, one graph per bag on its own ROS domain, in a
+process pool (``--workers``) or as Ray tasks (``--ray-address``); OUT/report.json then scores all their frames
+together (and lists each bag's headline); a bag that fails after ``--retries`` is listed and the exit status is 1.
+Exit status: 0, 3 when a --thresholds bound is violated, 1 when a bag failed, 2 on errors.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import threading
 import time
@@ -173,46 +177,88 @@ def print_summary(report: dict[str, Any]) -> None:
         print(f"GATE: {v}")
 
 
-def run(args: argparse.Namespace) -> int:
+def evaluate_one(task: dict[str, Any]) -> dict[str, Any]:
+    """One bag end to end (graph run + scoring) into ``task["out"]``; module-level so it can be a Ray task."""
     from mim_perception.bags.io import bag_summary
     from mim_perception.evaluation.records import image_topic_of, read_frames
-    from mim_perception.ros.graph import private_domain_id
 
-    bag, out = Path(args.bag), Path(args.out)
+    bag, out = Path(task["bag"]), Path(task["out"])
     if (out / "outputs").exists():
         raise ConfigError(f"{out} holds a previous evaluation; choose another --out or remove it")
     out.mkdir(parents=True, exist_ok=True)
-    image_topic = args.image_topic or image_topic_of(bag_summary(bag).topics)
-    frames = read_frames(bag, image_topic)[: args.max_frames or None]
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")   # an evaluation never talks to the LAN
+    image_topic = task.get("image_topic") or image_topic_of(bag_summary(bag).topics)
+    frames = read_frames(bag, image_topic)[: task.get("max_frames") or None]
     if not frames:
         raise BagError(f"{bag}: no frames on {image_topic}")
-    mode = "realtime" if args.realtime else "fast"
-    print(f"evaluate: {len(frames)} frames of {bag} on {image_topic}, mode {mode}", flush=True)
     t0 = time.monotonic()
-    log = drive_graph(frames, args.camera, image_topic, out / "outputs", mode=mode, rate=args.rate,
-                      user_params=params_file(out, args.model, args.param or []), frame_timeout=args.frame_timeout,
-                      domain_id=private_domain_id() if args.domain_id is None else args.domain_id)
+    log = drive_graph(frames, task["camera"], image_topic, out / "outputs", mode=task["mode"], rate=task["rate"],
+                      user_params=params_file(out, task.get("model"), task.get("param") or []),
+                      frame_timeout=task["frame_timeout"], domain_id=task["domain_id"])
     log.save(out / "frames.json")
-    print(f"evaluate: graph run {time.monotonic() - t0:.1f} s; scoring", flush=True)
-    report = analyse(bag, out, log, args.camera, gt_dir=Path(args.gt) if args.gt else None, gt_topic=args.gt_topic,
-                     model=args.model, baseline=Path(args.baseline) if args.baseline else None,
-                     thresholds=Path(args.thresholds) if args.thresholds else None, video=not args.no_video,
-                     foxglove=not args.no_video)
+    seconds = time.monotonic() - t0
+    report = analyse(bag, out, log, task["camera"], gt_dir=Path(task["gt"]) if task.get("gt") else None,
+                     gt_topic=task.get("gt_topic"), model=task.get("model"),
+                     baseline=Path(task["baseline"]) if task.get("baseline") else None,
+                     thresholds=Path(task["thresholds"]) if task.get("thresholds") else None,
+                     video=task["video"], foxglove=task["video"])
+    return {"bag": str(bag), "out": str(out), "frames": len(frames), "graph_seconds": round(seconds, 2),
+            "headline": report["headline"], "violations": report.get("violations")}
+
+
+def _tasks(args: argparse.Namespace, out: Path) -> list[dict[str, Any]]:
+    from mim_perception.ros.graph import private_domain_id
+
+    base = private_domain_id() if args.domain_id is None else args.domain_id
+    many = len(args.bag) > 1
+    return [{"bag": b, "out": str(out / f"{i:03d}_{Path(b).name}" if many else out), "camera": args.camera,
+             "image_topic": args.image_topic, "max_frames": args.max_frames,
+             "mode": "realtime" if args.realtime else "fast", "rate": args.rate, "model": args.model, "param": args.param,
+             "frame_timeout": args.frame_timeout, "domain_id": 120 + (base - 120 + i) % 100 if many else base,
+             "gt": args.gt, "gt_topic": args.gt_topic, "baseline": None if many else args.baseline,
+             "thresholds": None if many else args.thresholds, "video": not args.no_video}
+            for i, b in enumerate(args.bag)]
+
+
+def run(args: argparse.Namespace) -> int:
+    from mim_perception.evaluation.report import write_json
+
+    out = Path(args.out)
+    tasks = _tasks(args, out)
+    print(f"evaluate: {len(tasks)} bag(s), mode {tasks[0]['mode']}" +
+          (f", Ray at {args.ray_address}" if args.ray_address else f", {args.workers} worker(s)"), flush=True)
+    if len(tasks) == 1 and not args.ray_address:
+        result = evaluate_one(tasks[0])
+        report = json.loads((out / "report.json").read_text())
+    else:
+        from mim_perception.evaluation.merge import merge_runs
+        from mim_perception.scale.fanout import run_tasks
+
+        outcomes = run_tasks(evaluate_one, tasks, workers=args.workers, ray_address=args.ray_address,
+                             retries=args.retries, on_done=lambda o: print(
+                                 f"evaluate: {tasks[o.index]['bag']}: " + ("done" if o.ok else f"FAILED: {o.error}"),
+                                 flush=True))
+        report = merge_runs([o.value for o in outcomes if o.ok],
+                            [{"bag": tasks[o.index]["bag"], "error": o.error, "attempts": o.attempts}
+                             for o in outcomes if not o.ok], out, args.camera,
+                            baseline=Path(args.baseline) if args.baseline else None,
+                            thresholds=Path(args.thresholds) if args.thresholds else None)
+        result = {"frames": report["frames"]["total"]}
     print_summary(report)
     if args.results:
-        from mim_perception.evaluation.report import write_json
-
-        write_json(Path(args.results), {"kind": "evaluate", "title": args.title or bag.name,
+        write_json(Path(args.results), {"kind": "evaluate", "title": args.title or Path(args.bag[0]).name,
                                         "command": getattr(args, "command_line", "?"), "frames": report["frames"],
-                                        "model": report["model"], "headline": report["headline"]})
-    print(f"evaluate: wrote {out}/report.html, report.json" + ("" if args.no_video else ", annotated.mp4, foxglove/"))
+                                        "model": report.get("model"), "headline": report["headline"]})
+    print(f"evaluate: wrote {out}/report.html, report.json ({result['frames']} frames)")
+    if report.get("failed"):
+        return 1
     return 3 if report.get("violations") else 0
 
 
 def register(sub: Any, verb: str) -> None:
     p = sub.add_parser(verb, help="replay a bag through the node graph; accuracy, latency, drops, drift report",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("bag")
+    p.add_argument("bag", nargs="+", help="one or more bags; several are evaluated in parallel and merged")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--gt", help="MOTChallenge ground-truth directory (gt/gt.txt, optional seg/) instead of bag topics")
     g.add_argument("--gt-topic", help="ground-truth Detection2DArray topic (default: …/ground_truth/detections)")
@@ -236,4 +282,7 @@ def register(sub: Any, verb: str) -> None:
     p.add_argument("--results", help="also write the headline numbers and this command line to this JSON "
                                      "(docs/results/*.json feed the README's tables: `mim-perception docs`)")
     p.add_argument("--title", help="row title for --results")
+    p.add_argument("--workers", type=int, default=1, help="bags evaluated at once (process pool, or Ray local CPUs)")
+    p.add_argument("--ray-address", help="evaluate bags as Ray tasks: local | auto | HOST:PORT")
+    p.add_argument("--retries", type=int, default=1, help="retries of a failed bag before it is reported")
     p.set_defaults(func=run)

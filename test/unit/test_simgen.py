@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from mim_perception.core.errors import ConfigError
+from mim_perception.scale.fanout import FanoutFailed
 from mim_perception.sim import simgen
 from mim_perception.sim.simgen import GenConfig, generate_dataset
 
@@ -45,14 +46,18 @@ def test_resumes_and_cleans_partial_episodes(tmp_path: Path, monkeypatch: pytest
             yield f
 
     monkeypatch.setattr(simgen, "_frames", crash_on_episode_2)
-    with pytest.raises(OSError, match="No space"):
-        generate_dataset(CFG, tmp_path)
+    with pytest.raises(FanoutFailed, match="No space"):
+        generate_dataset(CFG, tmp_path, retries=1)
     eps = tmp_path / "episodes"
-    assert sorted(p.name for p in eps.iterdir()) == ["ep_00000", "ep_00001"], "no partial episode left behind"
+    # the failing episode was retried once, then reported; the others were written; nothing partial is left
+    assert sorted(p.name for p in eps.iterdir()) == ["ep_00000", "ep_00001", "ep_00003"], "no partial episode left"
+    manifest = json.loads((tmp_path / "dataset.json").read_text())
+    assert not manifest["complete"] and manifest["failed"][0]["episode"] == 2 and manifest["failed"][0]["attempts"] == 2
+    assert "No space" in manifest["failed"][0]["error"]
     monkeypatch.setattr(simgen, "_frames", real)
-    (eps / "ep_00003.tmp").mkdir()   # debris of a killed run
+    (eps / "ep_00002.tmp").mkdir()   # debris of a killed run
     s = generate_dataset(CFG, tmp_path)
-    assert s["frames"] == 24 and not (eps / "ep_00003.tmp").exists()
+    assert s["frames"] == 24 and s["complete"] and not (eps / "ep_00002.tmp").exists()
     assert json.loads((eps / "ep_00000" / "episode.json").read_text())["episode"] == 0
 
 

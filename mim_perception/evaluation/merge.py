@@ -1,0 +1,95 @@
+"""One report over several evaluated bags: every frame of every run scored together, not an average of averages.
+
+Runs are concatenated in the given order; track ids (ground truth and result) are offset per run so no identity
+can carry over from one drive to the next, which makes TrackEval's numbers over the concatenation those of the
+runs combined. Each run's own headline is kept under ``runs``; failed bags are listed under ``failed``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from mim_perception.core.config import load_config
+from mim_perception.core.labels import LabelSpace
+from mim_perception.evaluation.driver import output_prefix
+from mim_perception.evaluation.records import (
+    DriftPoint,
+    FrameLog,
+    FrameOutput,
+    GroundTruth,
+    gt_from_bag,
+    gt_from_dir,
+    gt_topics,
+    outputs_from_bag,
+)
+from mim_perception.evaluation.scoring import score_run
+
+ID_STRIDE = 1_000_000_000
+
+
+def load_run(run: dict[str, Any], camera: str, labels: LabelSpace, gt_dir: Path | None = None
+             ) -> tuple[FrameLog, list[GroundTruth] | None, list[FrameOutput], list[DriftPoint]]:
+    out = Path(run["out"])
+    log = FrameLog.load(out / "frames.json")
+    det_topic, seg_topic = gt_topics(log.image_topic)
+    gts = gt_from_dir(gt_dir, len(log.stamps_ns), labels) if gt_dir else \
+        gt_from_bag(Path(run["bag"]), log.orig_stamps_ns, det_topic, seg_topic, labels)
+    outs, drift = outputs_from_bag(out / "outputs", output_prefix(camera), log.stamps_ns, labels)
+    return log, gts, outs, drift
+
+
+def concatenate(runs: Sequence[tuple[FrameLog, list[GroundTruth] | None, list[FrameOutput], list[DriftPoint]]]
+                ) -> tuple[FrameLog, list[GroundTruth] | None, list[FrameOutput], list[DriftPoint]]:
+    first = runs[0][0]
+    log = FrameLog(first.image_topic, [], [], [], [], first.mode, first.rate)
+    gts: list[GroundTruth] | None = [] if all(r[1] is not None for r in runs) else None
+    outs: list[FrameOutput] = []
+    drift: list[DriftPoint] = []
+    for k, (lg, g, o, d) in enumerate(runs):
+        offset = len(outs)
+        log.orig_stamps_ns += lg.orig_stamps_ns
+        log.stamps_ns += lg.stamps_ns
+        log.publish_wall_ns += lg.publish_wall_ns
+        log.answer_wall_ns += lg.answer_wall_ns
+        if gts is not None and g is not None:
+            for truth in g:
+                truth.ids = truth.ids + k * ID_STRIDE
+            gts += g
+        for frame in o:
+            frame.track_ids = frame.track_ids + k * ID_STRIDE
+        outs += o
+        drift += [DriftPoint(p.frame + offset, p.p_value, p.score, p.level) for p in d]
+    return log, gts, outs, drift
+
+
+def merge_runs(runs: Sequence[dict[str, Any]], failed: Sequence[dict[str, Any]], out: Path, camera: str, *,
+               gt_dir: Path | None = None, baseline: Path | None = None, thresholds: Path | None = None
+               ) -> dict[str, Any]:
+    """Score ``runs`` (results of tools.evaluate.evaluate_one) as one, write OUT/report.json and report.html."""
+    from mim_perception.core.monitoring.health import MonitorConfig
+    from mim_perception.evaluation import report as rep
+
+    out.mkdir(parents=True, exist_ok=True)
+    labels = LabelSpace.load()
+    monitor = load_config(MonitorConfig, None, prefix="monitor.")
+    ordered = sorted(runs, key=lambda r: r["out"])   # the order tasks finished in must not change the numbers
+    if ordered:
+        log, gts, outs, drift = concatenate([load_run(r, camera, labels, gt_dir) for r in ordered])
+        report = score_run(log, gts, outs, drift, labels, monitor.drift_p_error)
+    else:
+        report = {"frames": {"total": 0, "answered": 0, "mode": "-"}, "headline": {}, "latency": {}, "drops": {},
+                  "drift": {"points": []}, "series": {"end_to_end_ms": [], "inference_ms": [], "objects": []}}
+    report["bag"] = ", ".join(r["bag"] for r in ordered)
+    report["runs"] = [{"bag": r["bag"], "out": r["out"], "frames": r["frames"], "headline": r["headline"]}
+                      for r in ordered]
+    report["failed"] = list(failed)
+    if baseline is not None:
+        report["baseline"] = rep.baseline_diff(report, rep.load_report(baseline))
+    if thresholds is not None:
+        report["violations"] = rep.check_thresholds(report, rep.load_thresholds(thresholds))
+    rep.write_json(out / "report.json", report)
+    if ordered:
+        rep.write_html(out / "report.html", report)
+    return report
