@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import shlex
 import sys
 
 from mim_perception import __version__
@@ -49,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     chosen = {argv[0]: VERBS[argv[0]]} if argv and argv[0] in VERBS else None
     parser = build_parser(chosen)
     args = parser.parse_args(argv)
-    args.command_line = "mim-perception " + " ".join(argv)   # recorded in result files next to their numbers
+    args.command_line = "mim-perception " + shlex.join(argv)   # recorded in result files next to their numbers
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

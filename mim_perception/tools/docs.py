@@ -116,7 +116,7 @@ def results_markdown(rdir: Path) -> str:
     rows = ["| what | result | command |", "|---|---|---|"]
     for path in sorted(rdir.glob("*.json")):
         doc = json.loads(path.read_text())
-        kind = doc.get("kind")
+        kind = doc.get("kind") if isinstance(doc, dict) else None   # other result files (e.g. raw rows) are skipped
         if kind == "evaluate":
             h = doc["headline"]
             res = (f"{doc['frames']['answered']}/{doc['frames']['total']} frames answered; AP50 {_num(h.get('detection.AP50'))}, "
@@ -131,6 +131,10 @@ def results_markdown(rdir: Path) -> str:
                    f"{v['rss_growth_after_warmup_mb']:.1f} MB; latency p50 {v['latency_p50_q2_ms']:.1f} → "
                    f"{v['latency_p50_q4_ms']:.1f} ms (2nd → last quarter); "
                    f"{'no creep' if not v['latency_creep'] else 'CREEP'}")
+            if "p99_ms_median_of_intervals" in doc:
+                res += (f"; p99 per 10-s interval median {doc['p99_ms_median_of_intervals']:.0f} ms, max "
+                        f"{doc['p99_ms_max_of_intervals']:.0f} ms; {doc['processed']} frames processed, "
+                        f"{doc['dropped']} dropped (counted)")
         else:
             continue
         rows.append(f"| {_cell(doc.get('title', path.stem))} | {_cell(res)} | `{_cell(doc.get('command', '?'))}` |")

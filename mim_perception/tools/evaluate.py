@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import threading
 import time
@@ -165,13 +166,17 @@ def analyse(bag: Path, out: Path, log: FrameLog, camera: str, *, gt_dir: Path | 
     return report
 
 
+def _num(v: Any, sign: str = "") -> str:
+    return f"{'–':>10s}" if v is None or math.isnan(v) else f"{v:{sign}10.4g}"   # NaN / null (JSON): a dash
+
+
 def print_summary(report: dict[str, Any]) -> None:
     print(f"\n{'metric':34s} {'value':>10s}" + (f" {'baseline':>10s} {'delta':>10s}" if "baseline" in report else ""))
     for k, v in report["headline"].items():
-        line = f"{k:34s} {v:10.4g}"
+        line = f"{k:34s} {_num(v)}"
         if "baseline" in report:
             b = report["baseline"][k]
-            line += f" {b['baseline']:10.4g} {b['delta']:+10.4g}"
+            line += f" {_num(b['baseline'])} {_num(b['delta'], '+')}"
         print(line)
     for v in report.get("violations") or []:
         print(f"GATE: {v}")
