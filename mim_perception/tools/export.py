@@ -205,7 +205,42 @@ def export_bundle(checkpoint: Path, out: Path, specs: list[str], *, mim: Path | 
     return load_manifest(out)
 
 
+def recalibrate_drift(bundle: Path, specs: list[str], *, frames: int, cache_dir: Path, window: int = 32,
+                      stride: int | None = None) -> Manifest:
+    """Rebuild an existing bundle's drift reference from ``frames`` clean frames of ``specs`` (in drive order) with the
+    bundle's own ONNX model, and re-sign the manifest. More (and more varied) validation drives than at export make
+    the null wider and the monitor quieter on clean scenes it has not seen."""
+    from dataclasses import replace
+
+    from mim_perception.core.config import load_config
+    from mim_perception.core.pipeline import PerceptionConfig
+
+    manifest = load_manifest(bundle)
+    hw = (manifest.input_height, manifest.input_width)
+    stride = stride or load_config(PerceptionConfig, None, prefix="perception.").drift_every   # as the node samples
+    sess = _session(manifest.path(bundle, "onnx"))
+    k = OUTPUT_NAMES.index("embed")
+    data = _frames(specs, frames, hw, cache_dir)
+    embeds = np.concatenate([sess.run(None, {INPUT_NAME: f[None]})[k] for f in data])
+    ref = DriftReference.build(embeds, window=window, dims=16, sample=256, sequential=True, stride=stride)
+    ref.save(bundle / "drift_reference.npz")
+    training = dict(manifest.training) | {"drift_reference": f"{len(embeds)} frames of {specs} in temporal order, "
+                                                             f"{hw[0]}×{hw[1]}, window {window}, null of runs sampled "
+                                                             f"every {stride} frames like the node "
+                                                             "(mim-perception export --recalibrate-drift)",
+                                          "drift_window": window}
+    write_manifest(bundle, replace(manifest, files=dict(manifest.files) | {"drift_reference": "drift_reference.npz"},
+                                   training=training))
+    return load_manifest(bundle)
+
+
 def _main(args: argparse.Namespace) -> int:
+    if args.recalibrate_drift:
+        m = recalibrate_drift(Path(args.out), args.data, frames=args.frames, cache_dir=Path(args.cache_dir))
+        print(f"export: drift reference of {args.out} rebuilt ({m.training['drift_reference']}); manifest re-signed")
+        return 0
+    if not args.checkpoint:
+        raise ConfigError("--checkpoint is required (unless --recalibrate-drift)")
     m = export_bundle(Path(args.checkpoint), Path(args.out), args.data, mim=Path(args.mim) if args.mim else None,
                       name=args.name or Path(args.out).name, frames=args.frames, cache_dir=Path(args.cache_dir),
                       int8=not args.no_int8, input_hw=(args.height, args.width) if args.height else None)
@@ -218,7 +253,9 @@ def _main(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction, verb: str) -> None:
     p = sub.add_parser(verb, help="export a fine-tuned checkpoint to a verified ONNX model bundle", description=__doc__,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", required=True, help="OUT/best.pt of `finetune`")
+    p.add_argument("--checkpoint", help="OUT/best.pt of `finetune`")
+    p.add_argument("--recalibrate-drift", action="store_true",
+                   help="only rebuild the drift reference of the existing bundle --out from --data (clean drives)")
     p.add_argument("--mim", help="OUT/mim.pt of `pretrain`: adds the OOD scorer")
     p.add_argument("--data", action="append", required=True, metavar="SPEC", help="frames for parity/calibration/references")
     p.add_argument("--out", required=True, help="bundle directory")

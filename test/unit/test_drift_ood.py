@@ -109,3 +109,30 @@ def test_sequential_reference_tolerates_scene_correlation() -> None:
     p_seq = [seq.p_value(mmd2_unbiased(seq.project(new[i:i + W]), seq.sample, seq.gamma)) for i in range(0, 400 - W, 40)]
     assert np.mean(np.array(p_iid) < 0.01) > 0.5, "a null of random draws calls clean drives drifted"
     assert np.mean(np.array(p_seq) < 0.01) <= 0.2, "a null of consecutive runs does not"
+
+
+def test_strided_null_matches_strided_runtime_windows() -> None:
+    # The node samples one embedding every `drift_every` frames: a window then spans more of a drive and is closer
+    # to the pooled reference than a run of consecutive frames. A null built with the same stride is calibrated for
+    # those windows (median p near 0.5); a consecutive-run null is far too lenient for them (p near 1: blind).
+    rng = np.random.default_rng(3)
+    basis = np.random.default_rng(123).normal(size=(8, D))
+
+    def drive(n_episodes: int, frames: int) -> np.ndarray:
+        return np.concatenate([(rng.normal(size=(frames, 8)) + rng.normal(0, 0.7, 8)) @ basis
+                               + 0.3 * rng.normal(size=(frames, D)) for _ in range(n_episodes)])
+
+    train, new = drive(60, 40), drive(20, 40)
+    stride = 5
+    consecutive = DriftReference.build(train, window=W, dims=8, sample=256, null_draws=300, sequential=True)
+    strided = DriftReference.build(train, window=W, dims=8, sample=256, null_draws=300, sequential=True, stride=stride)
+    span = (W - 1) * stride + 1
+    windows = [new[i:i + span:stride] for i in range(0, len(new) - span, 20)]
+
+    def median_p(ref: DriftReference) -> float:
+        return float(np.median([ref.p_value(mmd2_unbiased(ref.project(w), ref.sample, ref.gamma)) for w in windows]))
+
+    assert median_p(consecutive) > 0.8
+    assert 0.1 < median_p(strided) < 0.9
+    with pytest.raises(ValueError, match="stride"):
+        DriftReference.build(train[:300], window=W, dims=8, sample=256, sequential=True, stride=stride)

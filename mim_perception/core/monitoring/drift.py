@@ -48,18 +48,20 @@ class DriftReference:
 
     @classmethod
     def build(cls, embeddings: np.ndarray, *, window: int, dims: int = 16, sample: int = 256, null_draws: int = 200,
-              seed: int = 0, sequential: bool = False) -> DriftReference:
+              seed: int = 0, sequential: bool = False, stride: int = 1) -> DriftReference:
         """``embeddings`` N×D from clean validation frames (N ≥ sample + window, the rest calibrates the null).
 
         ``sequential``: the embeddings are in temporal order (frames of drives) and null windows are runs of
         consecutive frames, like the runtime window. Consecutive frames share a scene, lighting and weather, so
         their windows differ from the pooled reference far more than random draws do; a null of random draws
-        would then call every clean drive drifted."""
+        would then call every clean drive drifted. ``stride``: the runtime takes one embedding every ``stride``
+        frames (perception.drift_every), so null windows take every ``stride``-th frame of a run too."""
         e = np.asarray(embeddings, np.float64)
         if e.ndim != 2 or not np.isfinite(e).all():
             raise ValueError("reference embeddings must be a finite N×D array")
-        if len(e) < sample + window:
-            raise ValueError(f"need at least sample + window = {sample + window} reference embeddings, got {len(e)}")
+        if stride < 1 or len(e) < sample + window * stride:
+            raise ValueError(f"need stride >= 1 and at least sample + window × stride = {sample + window * stride} "
+                             f"reference embeddings, got {len(e)} (stride {stride})")
         rng = np.random.default_rng(seed)
         order = np.arange(len(e))
         pick = np.zeros(len(e), bool)
@@ -75,8 +77,9 @@ class DriftReference:
         d = _sqdist(ref, ref)
         gamma = 1.0 / max(float(np.median(d[d > 0])) if (d > 0).any() else 1.0, 1e-12)
         if sequential:
-            starts = rng.integers(0, len(held) - window + 1, null_draws)
-            draws = [held[s0:s0 + window] for s0 in starts]
+            span = (window - 1) * stride + 1
+            starts = rng.integers(0, len(held) - span + 1, null_draws)
+            draws = [held[s0:s0 + span:stride] for s0 in starts]
         else:
             draws = [held[rng.choice(len(held), window, replace=len(held) < window)] for _ in range(null_draws)]
         null = np.sort([mmd2_unbiased(d, ref, gamma) for d in draws])
