@@ -118,7 +118,8 @@ def drive_graph(frames: list[tuple[int, bytes, str]], camera: str, image_topic: 
 
 def analyse(bag: Path, out: Path, log: FrameLog, camera: str, *, gt_dir: Path | None = None,
             gt_topic: str | None = None, model: str | None = None, baseline: Path | None = None,
-            thresholds: Path | None = None, video: bool = True, foxglove: bool = True) -> dict[str, Any]:
+            thresholds: Path | None = None, video: bool = True, foxglove: bool = True,
+            rerun: bool = False) -> dict[str, Any]:
     """Score the recorded outputs, write report.json / report.html (+ video, Foxglove MCAP); returns the report."""
     from mim_perception.core.monitoring.health import MonitorConfig
     from mim_perception.evaluation import media
@@ -163,6 +164,10 @@ def analyse(bag: Path, out: Path, log: FrameLog, camera: str, *, gt_dir: Path | 
         media.write_video(out / "annotated.mp4", out / "outputs", log, outs, labels, fps=min(60.0, fps))
     if foxglove:
         media.write_foxglove(out / "foxglove", out / "outputs", log, outs, labels, camera)
+    if rerun:
+        from mim_perception.evaluation.rerun_log import write_rerun
+
+        write_rerun(out / "run.rrd", out / "outputs", log, outs, drift, labels, camera)
     return report
 
 
@@ -206,7 +211,7 @@ def evaluate_one(task: dict[str, Any]) -> dict[str, Any]:
                      gt_topic=task.get("gt_topic"), model=task.get("model"),
                      baseline=Path(task["baseline"]) if task.get("baseline") else None,
                      thresholds=Path(task["thresholds"]) if task.get("thresholds") else None,
-                     video=task["video"], foxglove=task["video"])
+                     video=task["video"], foxglove=task["video"], rerun=task.get("rerun", False))
     return {"bag": str(bag), "out": str(out), "frames": len(frames), "graph_seconds": round(seconds, 2),
             "headline": report["headline"], "violations": report.get("violations")}
 
@@ -221,7 +226,7 @@ def _tasks(args: argparse.Namespace, out: Path) -> list[dict[str, Any]]:
              "mode": "realtime" if args.realtime else "fast", "rate": args.rate, "model": args.model, "param": args.param,
              "frame_timeout": args.frame_timeout, "domain_id": 120 + (base - 120 + i) % 100 if many else base,
              "gt": args.gt, "gt_topic": args.gt_topic, "baseline": None if many else args.baseline,
-             "thresholds": None if many else args.thresholds, "video": not args.no_video}
+             "thresholds": None if many else args.thresholds, "video": not args.no_video, "rerun": args.rerun}
             for i, b in enumerate(args.bag)]
 
 
@@ -284,6 +289,8 @@ def register(sub: Any, verb: str) -> None:
     p.add_argument("--baseline", help="report.json of an earlier run: show the differences")
     p.add_argument("--thresholds", help="YAML of metric bounds; violations exit 3 (a regression gate for CI)")
     p.add_argument("--no-video", action="store_true", help="skip annotated.mp4 and the Foxglove MCAP")
+    p.add_argument("--rerun", action="store_true", help="also write OUT/run.rrd for the rerun.io viewer "
+                                                        "(needs rerun-sdk: requirements/viz.txt)")
     p.add_argument("--results", help="also write the headline numbers and this command line to this JSON "
                                      "(docs/results/*.json feed the README's tables: `mim-perception docs`)")
     p.add_argument("--title", help="row title for --results")

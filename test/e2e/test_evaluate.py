@@ -125,3 +125,16 @@ def test_cli_gate_exit_status(evaluated: tuple[Path, Path, dict[str, Any]], tmp_
                "--thresholds", str(gate)])
     assert rc == 3
     assert main(["evaluate", str(bag), "--out", str(tmp_path / "run")]) == 2   # refuses to overwrite a run
+
+
+def test_rerun_recording_when_rerun_sdk_is_installed(evaluated: tuple[Path, Path, dict[str, Any]], tmp_path: Path) -> None:
+    pytest.importorskip("rerun", reason="optional extra: pip install -r requirements/viz.txt")
+    from mim_perception.evaluation.records import outputs_from_bag
+    from mim_perception.evaluation.rerun_log import write_rerun
+
+    _, out, _ = evaluated
+    log = FrameLog.load(out / "frames.json")
+    outs, drift = outputs_from_bag(out / "outputs", "/front/perception/out", log.stamps_ns, LabelSpace.load())
+    n = write_rerun(tmp_path / "run.rrd", out / "outputs", log, outs, drift, LabelSpace.load(), "front")
+    data = (tmp_path / "run.rrd").read_bytes()
+    assert n == FRAMES and data[:4] == b"RRF2" and len(data) > FRAMES * 10_000   # a JPEG frame each, at least
