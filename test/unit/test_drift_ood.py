@@ -91,20 +91,19 @@ def test_p_value_extrapolates_beyond_the_calibrated_range(ref: DriftReference) -
     assert ref.p_value(float(ref.null[0])) == 1.0
 
 
-def test_sequential_reference_tolerates_scene_correlation() -> None:
-    # Drives: each "episode" has its own offset (lighting, weather) shared by its consecutive frames.
-    rng = np.random.default_rng(7)
-
+def _drives(rng: np.random.Generator, n_episodes: int, frames: int) -> np.ndarray:
+    """Drives: each "episode" has its own offset (lighting, weather) shared by its consecutive frames."""
     basis = np.random.default_rng(123).normal(size=(8, D))
+    return np.concatenate([(rng.normal(size=(frames, 8)) + rng.normal(0, 0.7, 8)) @ basis
+                           + 0.3 * rng.normal(size=(frames, D)) for _ in range(n_episodes)])
 
-    def drive(n_episodes: int, frames: int) -> np.ndarray:
-        return np.concatenate([(rng.normal(size=(frames, 8)) + rng.normal(0, 0.7, 8)) @ basis
-                               + 0.3 * rng.normal(size=(frames, D)) for _ in range(n_episodes)])
 
-    train = drive(40, 40)
+def test_sequential_reference_tolerates_scene_correlation() -> None:
+    rng = np.random.default_rng(7)
+    train = _drives(rng, 40, 40)
     iid = DriftReference.build(train, window=W, dims=8, sample=256, null_draws=300)
     seq = DriftReference.build(train, window=W, dims=8, sample=256, null_draws=300, sequential=True)
-    new = drive(10, 40)   # unseen clean drives, windows of consecutive frames
+    new = _drives(rng, 10, 40)   # unseen clean drives, windows of consecutive frames
     p_iid = [iid.p_value(mmd2_unbiased(iid.project(new[i:i + W]), iid.sample, iid.gamma)) for i in range(0, 400 - W, 40)]
     p_seq = [seq.p_value(mmd2_unbiased(seq.project(new[i:i + W]), seq.sample, seq.gamma)) for i in range(0, 400 - W, 40)]
     assert np.mean(np.array(p_iid) < 0.01) > 0.5, "a null of random draws calls clean drives drifted"
@@ -116,13 +115,7 @@ def test_strided_null_matches_strided_runtime_windows() -> None:
     # to the pooled reference than a run of consecutive frames. A null built with the same stride is calibrated for
     # those windows (median p near 0.5); a consecutive-run null is far too lenient for them (p near 1: blind).
     rng = np.random.default_rng(3)
-    basis = np.random.default_rng(123).normal(size=(8, D))
-
-    def drive(n_episodes: int, frames: int) -> np.ndarray:
-        return np.concatenate([(rng.normal(size=(frames, 8)) + rng.normal(0, 0.7, 8)) @ basis
-                               + 0.3 * rng.normal(size=(frames, D)) for _ in range(n_episodes)])
-
-    train, new = drive(60, 40), drive(20, 40)
+    train, new = _drives(rng, 60, 40), _drives(rng, 20, 40)
     stride = 5
     consecutive = DriftReference.build(train, window=W, dims=8, sample=256, null_draws=300, sequential=True)
     strided = DriftReference.build(train, window=W, dims=8, sample=256, null_draws=300, sequential=True, stride=stride)
