@@ -181,10 +181,9 @@ def save_state(path: Path, **state: Any) -> None:
 
 
 def load_state_file(path: Path) -> dict[str, Any]:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:   # a corrupt file must stop the run, not silently restart it from scratch
-        raise ModelLoadError(f"resume state {path} cannot be read: {e}") from e
-    if not isinstance(state, dict) or "step" not in state:
+    from mim_perception.training.checkpoint import load_state
+
+    state: dict[str, Any] = dict(load_state(path))   # weights_only; a corrupt file stops the run, never restarts it
+    if "step" not in state:
         raise ModelLoadError(f"resume state {path} is not a run state of this tool")
     return state
