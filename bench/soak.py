@@ -68,15 +68,6 @@ def plot(rows: list[dict[str, float]], out: Path) -> None:
     plt.close(fig)
 
 
-def _spin(ex: object) -> None:
-    from rclpy.executors import ExternalShutdownException
-
-    try:
-        ex.spin()  # type: ignore[attr-defined]
-    except ExternalShutdownException:
-        pass
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--minutes", type=float, default=30.0)
@@ -96,7 +87,7 @@ def main() -> int:
     from mim_perception.bags.replay import replay_bag
     from mim_perception.core.config import load_config
     from mim_perception.ros.graph import Camera, GraphConfig, describe, fastdds_env, private_domain_id
-    from mim_perception.ros.runner import GraphRunner
+    from mim_perception.ros.runner import GraphRunner, spin_in_thread
     from mim_perception.tools.demo import _Probe, default_demo_bag
 
     bag = default_demo_bag()
@@ -115,7 +106,7 @@ def main() -> int:
         probe = _Probe(node, "front", perception=True)
         ex = SingleThreadedExecutor(context=ctx)
         ex.add_node(node)
-        threading.Thread(target=_spin, args=(ex,), daemon=True).start()
+        spin_in_thread(ex, "mim-soak")
         threading.Thread(target=lambda: replay_bag(bag, node, rate=args.rate, loops=0, restamp=True,
                                                    topics=(image_topic, *infos), stop_event=stop,
                                                    wait_for_subscribers=len(runner.nodes), wait_timeout=30.0),

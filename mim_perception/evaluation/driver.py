@@ -21,26 +21,25 @@ from typing import Any
 
 from mim_perception.bags.io import BagWriter, header_stamp_ns, repo_msg_dirs, with_header_stamp
 from mim_perception.core.errors import BagError
-from mim_perception.evaluation.records import OUTPUTS, FrameLog
+from mim_perception.evaluation.records import OUTPUTS, FrameLog, output_prefix
 
 MODES = ("fast", "realtime")
-_TYPES = {"detections": ("vision_msgs.msg", "Detection2DArray", "vision_msgs/msg/Detection2DArray"),
-          "segmentation": ("sensor_msgs.msg", "Image", "sensor_msgs/msg/Image"),
-          "tracks": ("mim_perception_msgs.msg", "TrackArray", "mim_perception_msgs/msg/TrackArray"),
-          "latency": ("mim_perception_msgs.msg", "FrameLatency", "mim_perception_msgs/msg/FrameLatency"),
-          "drift": ("mim_perception_msgs.msg", "DriftStatus", "mim_perception_msgs/msg/DriftStatus")}
+FRAME_TIMEOUT_S = 20.0   # s to wait for the node's answer to one frame (the CLI's default too)
 
 
-def output_prefix(camera: str) -> str:
-    return f"/{camera}/perception/out"
+def _output_types() -> dict[str, str]:
+    """Perception output name -> message type, from the documented interface table (one source, checked
+    against the running node by test_interfaces_table)."""
+    from mim_perception.ros.interfaces import NODES
+
+    ports = {p.topic: p.msgtype for p in NODES["perception"][1] if p.direction == "out"}
+    return {kind: ports[f"~/out/{kind}"] for kind in OUTPUTS}
 
 
 class Driver:
     """Publishes frames on ``image_topic`` from ``node`` (spun by the caller) and records the node's answers."""
 
     def __init__(self, node: Any, camera: str, image_topic: str, msgtype: str, outputs: Path, *, mode: str) -> None:
-        import importlib
-
         from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 
         from mim_perception.bags.replay import message_class
@@ -60,11 +59,10 @@ class Driver:
         self.pub = node.create_publisher(message_class(msgtype), image_topic, pub_qos)
         deep = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=200, reliability=ReliabilityPolicy.RELIABLE)
         self.subs = []
-        for kind in OUTPUTS:
-            mod, cls, typename = _TYPES[kind]
+        for kind, typename in _output_types().items():
             topic = f"{output_prefix(camera)}/{kind}"
             self.writer.add_topic(topic, typename)
-            self.subs.append(node.create_subscription(getattr(importlib.import_module(mod), cls), topic,
+            self.subs.append(node.create_subscription(message_class(typename), topic,
                                                       self._recorder(topic, typename, kind == "latency"), deep,
                                                       raw=True))
 
@@ -89,7 +87,7 @@ class Driver:
             time.sleep(0.05)
         return False
 
-    def run(self, frames: Sequence[tuple[int, bytes, str]], *, rate: float = 1.0, frame_timeout: float = 10.0,
+    def run(self, frames: Sequence[tuple[int, bytes, str]], *, rate: float = 1.0, frame_timeout: float = FRAME_TIMEOUT_S,
             stop: threading.Event | None = None, on_frame: Callable[[int], None] | None = None) -> FrameLog:
         """Publish ``frames`` ((bag stamp ns, CDR, msgtype) in order); returns what was sent and answered when."""
         if not frames:

@@ -13,35 +13,13 @@ from typing import Any
 
 from mim_perception.core.config import load_config
 from mim_perception.core.labels import LabelSpace
-from mim_perception.evaluation.driver import output_prefix
-from mim_perception.evaluation.records import (
-    DriftPoint,
-    FrameLog,
-    FrameOutput,
-    GroundTruth,
-    gt_from_bag,
-    gt_from_dir,
-    gt_topics,
-    outputs_from_bag,
-)
+from mim_perception.evaluation.records import DriftPoint, FrameLog, FrameOutput, GroundTruth, Run, load_run
 from mim_perception.evaluation.scoring import score_run
 
 ID_STRIDE = 1_000_000_000
 
 
-def load_run(run: dict[str, Any], camera: str, labels: LabelSpace, gt_dir: Path | None = None
-             ) -> tuple[FrameLog, list[GroundTruth] | None, list[FrameOutput], list[DriftPoint]]:
-    out = Path(run["out"])
-    log = FrameLog.load(out / "frames.json")
-    det_topic, seg_topic = gt_topics(log.image_topic)
-    gts = gt_from_dir(gt_dir, len(log.stamps_ns), labels) if gt_dir else \
-        gt_from_bag(Path(run["bag"]), log.orig_stamps_ns, det_topic, seg_topic, labels)
-    outs, drift = outputs_from_bag(out / "outputs", output_prefix(camera), log.stamps_ns, labels)
-    return log, gts, outs, drift
-
-
-def concatenate(runs: Sequence[tuple[FrameLog, list[GroundTruth] | None, list[FrameOutput], list[DriftPoint]]]
-                ) -> tuple[FrameLog, list[GroundTruth] | None, list[FrameOutput], list[DriftPoint]]:
+def concatenate(runs: Sequence[Run]) -> Run:
     first = runs[0][0]
     log = FrameLog(first.image_topic, [], [], [], [], first.mode, first.rate)
     gts: list[GroundTruth] | None = [] if all(r[1] is not None for r in runs) else None
@@ -65,7 +43,8 @@ def concatenate(runs: Sequence[tuple[FrameLog, list[GroundTruth] | None, list[Fr
 
 
 def merge_runs(runs: Sequence[dict[str, Any]], failed: Sequence[dict[str, Any]], out: Path, camera: str, *,
-               gt_dir: Path | None = None, baseline: Path | None = None, thresholds: Path | None = None
+               gt_dir: Path | None = None, gt_topic: str | None = None, baseline: Path | None = None,
+               thresholds: Path | None = None
                ) -> dict[str, Any]:
     """Score ``runs`` (results of tools.evaluate.evaluate_one) as one, write OUT/report.json and report.html."""
     from mim_perception.core.monitoring.health import MonitorConfig
@@ -76,7 +55,9 @@ def merge_runs(runs: Sequence[dict[str, Any]], failed: Sequence[dict[str, Any]],
     monitor = load_config(MonitorConfig, None, prefix="monitor.")
     ordered = sorted(runs, key=lambda r: r["out"])   # the order tasks finished in must not change the numbers
     if ordered:
-        log, gts, outs, drift = concatenate([load_run(r, camera, labels, gt_dir) for r in ordered])
+        log, gts, outs, drift = concatenate([
+            load_run(Path(r["bag"]), Path(r["out"]), FrameLog.load(Path(r["out"]) / "frames.json"), camera, labels,
+                     gt_dir=gt_dir, gt_topic=gt_topic) for r in ordered])
         report = score_run(log, gts, outs, drift, labels, monitor.drift_p_error)
     else:
         report = {"frames": {"total": 0, "answered": 0, "mode": "-"}, "headline": {}, "latency": {}, "drops": {},

@@ -20,6 +20,7 @@ import numpy as np
 from mim_perception.bags.io import header_stamp_ns, iter_messages, make_typestore, repo_msg_dirs
 from mim_perception.core.errors import BagError, ConfigError
 from mim_perception.core.labels import LabelSpace
+from mim_perception.ros.detection_msgs import detections_to_arrays
 
 OUTPUTS = ("detections", "segmentation", "tracks", "latency", "drift")
 STAGES = ("decode_ms", "preprocess_ms", "inference_ms", "postprocess_ms", "tracking_ms", "publish_ms", "pipeline_ms")
@@ -78,6 +79,10 @@ class FrameLog:
             raise ConfigError(f"{path}: not a frame log written by mim-perception evaluate ({e})") from e
 
 
+def output_prefix(camera: str) -> str:
+    return f"/{camera}/perception/out"
+
+
 def gt_topics(image_topic: str) -> tuple[str, str]:
     """``/camera/front/image_raw[/compressed]`` -> (``/camera/front/ground_truth/detections``, ``.../segmentation``)."""
     base = image_topic.removesuffix("/compressed").rsplit("/", 1)[0]
@@ -101,18 +106,11 @@ def _class_index(labels: LabelSpace, name: str) -> int:
 
 
 def detections_from(msg: Any, labels: LabelSpace) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """vision_msgs/Detection2DArray (rosbags object) -> boxes xyxy, scores, label indices, ids (-1 if not int)."""
-    n = len(msg.detections)
-    boxes, scores = np.zeros((n, 4)), np.zeros(n)
-    lab, ids = np.full(n, -1, np.int64), np.full(n, -1, np.int64)
-    for i, d in enumerate(msg.detections):
-        c, b = d.bbox.center.position, d.bbox
-        boxes[i] = (c.x - b.size_x / 2, c.y - b.size_y / 2, c.x + b.size_x / 2, c.y + b.size_y / 2)
-        if d.results:
-            best = max(d.results, key=lambda r: r.hypothesis.score)
-            scores[i], lab[i] = best.hypothesis.score, _class_index(labels, best.hypothesis.class_id)
-        ids[i] = int(d.id) if d.id.lstrip("-").isdigit() else -1
-    return boxes, scores, lab, ids
+    """vision_msgs/Detection2DArray (rosbags object) -> boxes xyxy, scores, label indices (-1: unknown class or no
+    hypothesis), ids (-1 if not an integer); float64, as recorded."""
+    boxes, scores, names, ids = detections_to_arrays(msg, np.float64)
+    lab = np.array([_class_index(labels, n) for n in names], np.int64)
+    return boxes, scores, lab, np.array([int(i) if i.lstrip("-").isdigit() else -1 for i in ids], np.int64)
 
 
 def mono8(msg: Any) -> np.ndarray:
@@ -206,3 +204,16 @@ def outputs_from_bag(outputs: Path, prefix: str, stamps_ns: Sequence[int], label
         elif kind == "drift":
             drift.append(DriftPoint(i, float(msg.drift_p_value), float(msg.drift_score), int(msg.level)))
     return frames, drift
+
+
+Run = tuple[FrameLog, list[GroundTruth] | None, list[FrameOutput], list[DriftPoint]]
+
+
+def load_run(bag: Path, out: Path, log: FrameLog, camera: str, labels: LabelSpace, *, gt_dir: Path | None = None,
+             gt_topic: str | None = None) -> Run:
+    """One evaluated run read back: (log, ground truth per frame or None, outputs per frame, drift points)."""
+    det_topic, seg_topic = gt_topics(log.image_topic)
+    gts = gt_from_dir(gt_dir, len(log.stamps_ns), labels) if gt_dir is not None else \
+        gt_from_bag(bag, log.orig_stamps_ns, gt_topic or det_topic, seg_topic, labels)
+    outs, drift = outputs_from_bag(out / "outputs", output_prefix(camera), log.stamps_ns, labels)
+    return log, gts, outs, drift

@@ -1,18 +1,25 @@
-"""vision_msgs/Detection2DArray <-> numpy detections (boxes xyxy in camera pixels, scores, class names)."""
+"""vision_msgs/Detection2DArray <-> numpy detections (boxes xyxy in camera pixels, scores, class names).
+
+Reading only touches message attributes, so it also reads the rosbags objects of recorded bags (evaluation,
+no rclpy); vision_msgs is imported where messages are built.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from vision_msgs.msg import Detection2D, Detection2DArray, ObjectHypothesisWithPose
+
+if TYPE_CHECKING:
+    from vision_msgs.msg import Detection2DArray
 
 
-def detections_to_arrays(msg: Detection2DArray) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
-    """-> (boxes N×4 float32 xyxy, scores N float32, class names, ids). Best hypothesis per detection."""
+def detections_to_arrays(msg: Any, dtype: Any = np.float32) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
+    """-> (boxes N×4 xyxy, scores N, class names, ids) in ``dtype``. Best hypothesis per detection."""
     n = len(msg.detections)
-    boxes = np.empty((n, 4), np.float32)
-    scores = np.empty(n, np.float32)
+    boxes = np.empty((n, 4), dtype)
+    scores = np.empty(n, dtype)
     names: list[str] = []
     ids: list[str] = []
     for i, d in enumerate(msg.detections):
@@ -32,6 +39,8 @@ def detections_to_arrays(msg: Detection2DArray) -> tuple[np.ndarray, np.ndarray,
 def arrays_to_detections(header: object, boxes: np.ndarray, scores: np.ndarray, names: Sequence[str],
                          ids: Sequence[str] | None = None) -> Detection2DArray:
     """Boxes N×4 xyxy -> Detection2DArray on ``header`` (the camera image's stamp and frame_id)."""
+    from vision_msgs.msg import Detection2D, Detection2DArray, ObjectHypothesisWithPose
+
     out = Detection2DArray(header=header)
     b = np.asarray(boxes, np.float64).reshape(-1, 4)
     cx, cy = (b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2

@@ -49,17 +49,8 @@ class GraphRunner:
         except MimPerceptionError:
             self.stop()
             raise
-        self._thread = threading.Thread(target=self._spin, name="mim-graph", daemon=True)
-        self._thread.start()
+        self._thread = spin_in_thread(self._executor, "mim-graph")
         return self
-
-    def _spin(self) -> None:
-        from rclpy.executors import ExternalShutdownException
-
-        try:
-            self._executor.spin()
-        except ExternalShutdownException:
-            pass
 
     def stop(self, timeout: float = 5.0) -> None:
         if self._executor is not None:
@@ -75,6 +66,21 @@ class GraphRunner:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def spin_in_thread(executor: Any, name: str) -> threading.Thread:
+    """Spin ``executor`` in a daemon thread until it or its context is shut down (which ends the thread quietly)."""
+    from rclpy.executors import ExternalShutdownException
+
+    def spin() -> None:
+        try:
+            executor.spin()
+        except ExternalShutdownException:
+            pass
+
+    thread = threading.Thread(target=spin, name=name, daemon=True)
+    thread.start()
+    return thread
 
 
 def graph_from_args(params_file: str | None, cameras: list[str], use_sim_time: bool | None) -> tuple[GraphConfig, list[NodeSpec]]:

@@ -19,6 +19,8 @@ from typing import Any
 
 from mim_perception.core.errors import ConfigError, MimPerceptionError
 
+RETRIES = 1   # default retries of a failed task (the CLIs' default too)
+
 
 class FanoutFailed(MimPerceptionError):
     """Some tasks still failed after their retries (they are listed in the run's output)."""
@@ -34,7 +36,7 @@ class Outcome:
 
 
 def run_tasks(fn: Callable[[Any], Any], items: Sequence[Any], *, workers: int = 1, ray_address: str | None = None,
-              retries: int = 1, num_cpus: float = 1.0, memory_mb: int = 0,
+              retries: int = RETRIES, num_cpus: float = 1.0, memory_mb: int = 0,
               on_done: Callable[[Outcome], None] | None = None) -> list[Outcome]:
     """``fn(item)`` for every item; outcomes in item order. ``fn`` must be importable (a module-level function)."""
     if workers < 1 or retries < 0:

@@ -32,7 +32,7 @@ from typing import Any
 
 from mim_perception.core.errors import ConfigError
 from mim_perception.core.labels import LabelSpace
-from mim_perception.scale.fanout import FanoutFailed, Outcome, run_tasks
+from mim_perception.scale.fanout import RETRIES, FanoutFailed, Outcome, run_tasks
 from mim_perception.sim.synth_cli import write_images, write_mot
 from mim_perception.sim.synthetic import SceneConfig, SyntheticScene, SynthFrame
 
@@ -158,7 +158,7 @@ def _episode_task(args: tuple[GenConfig, str, int]) -> dict[str, Any]:
 
 
 def generate_dataset(cfg: GenConfig, out: Path, workers: int = 1, command: str = "", ray_address: str | None = None,
-                     retries: int = 1) -> dict[str, Any]:
+                     retries: int = RETRIES) -> dict[str, Any]:
     """Episodes in parallel (process pool, or Ray tasks with ``ray_address``); a failed episode is retried,
     then listed under ``failed`` in dataset.json (which is then not ``complete``) and raises FanoutFailed."""
     if cfg.source not in SOURCES:
@@ -245,5 +245,5 @@ def register(sub: argparse._SubParsersAction, verb: str) -> None:
     p.add_argument("--workers", type=int, default=1, help="parallel processes (one episode each); with "
                                                           "--ray-address local: the Ray instance's CPUs")
     p.add_argument("--ray-address", help="run episodes as Ray tasks: local | auto | HOST:PORT (default: process pool)")
-    p.add_argument("--retries", type=int, default=1, help="retries of a failed episode before it is reported")
+    p.add_argument("--retries", type=int, default=RETRIES, help="retries of a failed episode before it is reported")
     p.set_defaults(func=_main)

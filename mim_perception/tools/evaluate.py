@@ -37,7 +37,9 @@ import yaml
 from mim_perception.core.config import load_config
 from mim_perception.core.errors import BagError, ConfigError
 from mim_perception.core.labels import LabelSpace
-from mim_perception.evaluation.records import FrameLog, GroundTruth
+from mim_perception.evaluation.driver import FRAME_TIMEOUT_S
+from mim_perception.evaluation.records import FrameLog
+from mim_perception.scale.fanout import RETRIES
 
 
 def params_file(out: Path, model: str | None, params: list[str]) -> Path | None:
@@ -63,7 +65,7 @@ def params_file(out: Path, model: str | None, params: list[str]) -> Path | None:
 
 def drive_graph(frames: list[tuple[int, bytes, str]], camera: str, image_topic: str, outputs: Path, *, mode: str,
                 rate: float = 1.0, user_params: Path | None = None, perception: bool = True,
-                frame_timeout: float = 20.0, ready_timeout: float = 90.0,
+                frame_timeout: float = FRAME_TIMEOUT_S, ready_timeout: float = 90.0,
                 on_start: Callable[[Any], None] | None = None, on_frame: Callable[[int], None] | None = None,
                 stop: threading.Event | None = None, domain_id: int | None = None,
                 after: Callable[[], None] | None = None) -> FrameLog:
@@ -72,11 +74,11 @@ def drive_graph(frames: list[tuple[int, bytes, str]], camera: str, image_topic: 
     ``domain_id``: the ROS domain of this run (None: ROS_DOMAIN_ID / the default)."""
     import rclpy
     from rclpy.context import Context
-    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+    from rclpy.executors import SingleThreadedExecutor
 
     from mim_perception.evaluation.driver import Driver
     from mim_perception.ros.graph import Camera, GraphConfig, describe, fastdds_env
-    from mim_perception.ros.runner import GraphRunner
+    from mim_perception.ros.runner import GraphRunner, spin_in_thread
 
     cfg = load_config(GraphConfig, None, {"graph.use_sim_time": False, "graph.perception": perception},
                       prefix="graph.")
@@ -94,13 +96,7 @@ def drive_graph(frames: list[tuple[int, bytes, str]], camera: str, image_topic: 
             on_start(node)
         ex = SingleThreadedExecutor(context=ctx)
         ex.add_node(node)
-
-        def spin() -> None:
-            try:
-                ex.spin()
-            except ExternalShutdownException:
-                pass
-        threading.Thread(target=spin, daemon=True).start()
+        spin_in_thread(ex, "mim-evaluate")
         if not driver.wait_ready(ready_timeout, subscribers=len(runner.nodes), outputs=perception):
             raise BagError(f"the graph did not come up within {ready_timeout:.0f} s (see the node logs above)")
         log = driver.run(frames, rate=rate, frame_timeout=frame_timeout, stop=stop, on_frame=on_frame)
@@ -124,26 +120,19 @@ def analyse(bag: Path, out: Path, log: FrameLog, camera: str, *, gt_dir: Path | 
     from mim_perception.core.monitoring.health import MonitorConfig
     from mim_perception.evaluation import media
     from mim_perception.evaluation import report as rep
-    from mim_perception.evaluation.driver import output_prefix
-    from mim_perception.evaluation.records import gt_from_bag, gt_from_dir, gt_topics, outputs_from_bag
+    from mim_perception.evaluation.records import gt_topics, load_run
     from mim_perception.evaluation.scoring import score_run
     from mim_perception.inference.backends import default_model_dir
     from mim_perception.inference.manifest import load_manifest
 
     labels = LabelSpace.load()
-    det_topic, seg_topic = gt_topics(log.image_topic)
-    gts: list[GroundTruth] | None
-    if gt_dir is not None:
-        gts = gt_from_dir(gt_dir, len(log.stamps_ns), labels)
-    else:
-        gts = gt_from_bag(bag, log.orig_stamps_ns, gt_topic or det_topic, seg_topic, labels)
-    outs, drift = outputs_from_bag(out / "outputs", output_prefix(camera), log.stamps_ns, labels)
+    _, gts, outs, drift = load_run(bag, out, log, camera, labels, gt_dir=gt_dir, gt_topic=gt_topic)
     monitor = load_config(MonitorConfig, None, prefix="monitor.")
     report = score_run(log, gts, outs, drift, labels, monitor.drift_p_error)
     bundle = Path(model) if model else default_model_dir()
     m = load_manifest(bundle, roles=("onnx",))
     report["bag"], report["model"] = str(bag), f"{m.name}@{m.sha256.get(m.files['onnx'], '')[:12]}"
-    report["ground_truth"] = "none" if gts is None else (str(gt_dir) if gt_dir else gt_topic or det_topic)
+    report["ground_truth"] = "none" if gts is None else (str(gt_dir) if gt_dir else gt_topic or gt_topics(log.image_topic)[0])
     if baseline is not None:
         report["baseline"] = rep.baseline_diff(report, rep.load_report(baseline))
     if thresholds is not None:
@@ -251,6 +240,7 @@ def run(args: argparse.Namespace) -> int:
         report = merge_runs([o.value for o in outcomes if o.ok],
                             [{"bag": tasks[o.index]["bag"], "error": o.error, "attempts": o.attempts}
                              for o in outcomes if not o.ok], out, args.camera,
+                            gt_dir=Path(args.gt) if args.gt else None, gt_topic=args.gt_topic,
                             baseline=Path(args.baseline) if args.baseline else None,
                             thresholds=Path(args.thresholds) if args.thresholds else None)
         result = {"frames": report["frames"]["total"]}
@@ -282,7 +272,7 @@ def register(sub: Any, verb: str) -> None:
     p.add_argument("--camera", default="front", help="camera name (namespace) of the pipeline")
     p.add_argument("--image-topic", help="camera topic in the bag (default: the first …/image_raw[/compressed])")
     p.add_argument("--max-frames", type=int, default=0, help="evaluate only the first N frames (0 = all)")
-    p.add_argument("--frame-timeout", type=float, default=20.0, help="s to wait for the node's answer to a frame")
+    p.add_argument("--frame-timeout", type=float, default=FRAME_TIMEOUT_S, help="s to wait for the node's answer to a frame")
     p.add_argument("--out", default="build/evaluate", help="output directory")
     p.add_argument("--domain-id", type=int, help="ROS domain of the run (default: a private one, so no other graph "
                                                   "on this host can interfere; set it to watch the run live)")
@@ -296,5 +286,5 @@ def register(sub: Any, verb: str) -> None:
     p.add_argument("--title", help="row title for --results")
     p.add_argument("--workers", type=int, default=1, help="bags evaluated at once (process pool, or Ray local CPUs)")
     p.add_argument("--ray-address", help="evaluate bags as Ray tasks: local | auto | HOST:PORT")
-    p.add_argument("--retries", type=int, default=1, help="retries of a failed bag before it is reported")
+    p.add_argument("--retries", type=int, default=RETRIES, help="retries of a failed bag before it is reported")
     p.set_defaults(func=run)
