@@ -1,7 +1,8 @@
 """Perceiver: the whole per-frame computation, callable without ROS (the perception node is a thin shell).
 
 image (camera pixels, BGR uint8) -> letterbox -> backend.infer -> threshold + NMS -> camera pixels
--> segmentation cropped to the camera's view -> tracker -> drift (every Nth frame). Each stage is timed.
+-> segmentation cropped to the camera's view -> tracker -> drift (every Nth frame) and the MIM OOD score (every Mth
+frame, on a background thread). Each stage is timed.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 from mim_perception.core.config import rng
 from mim_perception.core.errors import BadImageError
 from mim_perception.core.monitoring.drift import DriftDetector, DriftResult
+from mim_perception.core.monitoring.ood import OodMonitor
 from mim_perception.core.postprocess import seg_to_camera, select_detections, to_camera
 from mim_perception.core.preprocess import letterbox
 from mim_perception.core.types import Detections
@@ -54,6 +56,7 @@ class PerceptionConfig:
     max_detections: int = field(metadata=rng(1, 10000))
     seg_full_resolution: bool
     drift_every: int = field(metadata=rng(1, 10000, unit="frames"))
+    ood_every: int = field(metadata=rng(1, 10000, unit="frames"))
 
 
 @dataclass
@@ -65,12 +68,13 @@ class PerceptionResult:
     tracks: Any = None
     drift: DriftResult | None = None
     invalid_outputs: int = 0        # non-finite candidates removed
+    ood: float = float("nan")       # latest MIM reconstruction OOD score (NaN: none yet or no OOD model)
 
 
 class Perceiver:
     def __init__(self, backend: Backend, cfg: PerceptionConfig, tracker: FrameTracker | None = None,
-                 drift: DriftDetector | None = None) -> None:
-        self.backend, self.cfg, self.tracker, self.drift = backend, cfg, tracker, drift
+                 drift: DriftDetector | None = None, ood: OodMonitor | None = None) -> None:
+        self.backend, self.cfg, self.tracker, self.drift, self.ood = backend, cfg, tracker, drift, ood
 
     def process(self, image: np.ndarray, stamp: float) -> PerceptionResult:
         return self.process_batch([image], [stamp])[0]
@@ -107,10 +111,14 @@ class Perceiver:
             drift = None
             if self.drift is not None and self.drift.add(out.embed[i]):   # the detector samples every Nth frame
                 drift = self.drift.result()
+            ood = float("nan")
+            if self.ood is not None:
+                self.ood.offer(x[i:i + 1])
+                ood = self.ood.latest()
             t6 = time.perf_counter()
             results.append(PerceptionResult(
                 dets, seg, out.embed[i],
                 {"preprocess": per_frame_pre, "inference": per_frame_inf, "postprocess": (t4 - t3) * 1e3,
                  "tracking": (t5 - t4) * 1e3, "monitoring": (t6 - t5) * 1e3},
-                tracks, drift, int((~finite).sum())))
+                tracks, drift, int((~finite).sum()), ood))
         return results

@@ -24,10 +24,9 @@ from mim_perception.core.config import load_config
 from mim_perception.core.labels import LabelSpace
 from mim_perception.core.monitoring.drift import DriftReference, mmd2_unbiased
 from mim_perception.core.monitoring.health import MonitorConfig
-from mim_perception.core.monitoring.ood import OodReference
 from mim_perception.core.postprocess import select_detections
 from mim_perception.inference.backends import BackendConfig, default_model_dir
-from mim_perception.inference.manifest import INPUT_NAME, load_manifest
+from mim_perception.inference.manifest import load_manifest
 from mim_perception.inference.ort_backend import OrtBackend
 from mim_perception.training import corruptions
 from mim_perception.training.augment import Letterbox
@@ -72,7 +71,7 @@ def _run(frames: list[Any], backend: OrtBackend, ood: Any, labels: LabelSpace, c
                      s.seg[None])
         embeds.append(out.embed[0])
         if ood is not None:
-            errors.append(float(ood.run(None, {INPUT_NAME: x})[0][0]))
+            errors.append(ood(x))
     det = evaluate_detections(preds, gts, labels.detection)
     return {"AP50": det["AP50"], "mAP": det["mAP"], "mIoU": meter.compute()["mIoU"], "embeds": np.stack(embeds),
             "ood_errors": np.array(errors)}
@@ -80,17 +79,14 @@ def _run(frames: list[Any], backend: OrtBackend, ood: Any, labels: LabelSpace, c
 
 def evaluate(specs: list[str], bundle: Path, out: Path, *, max_frames: int, names: tuple[str, ...], seed: int = 0,
              cache_dir: Path = Path("build/data_cache"), int8: bool = False) -> dict[str, Any]:
-    import onnxruntime as ort
-
+    from mim_perception.inference.ood_model import load_ood
     from mim_perception.training.common import open_sources
 
     manifest = load_manifest(bundle)
     cfg = load_config(BackendConfig, None, {"backend.model": str(bundle), "backend.warmup_runs": 0,
                                             "backend.int8_onnx": int8}, prefix="backend.")
     backend = OrtBackend(bundle, manifest, cfg)
-    ood = ort.InferenceSession(str(bundle / manifest.files["ood"]), providers=["CPUExecutionProvider"]) \
-        if "ood" in manifest.files else None
-    ood_ref = OodReference.load(bundle / manifest.files["ood_reference"]) if "ood_reference" in manifest.files else None
+    ood, ood_ref = load_ood(bundle, manifest, threads=2) if "ood" in manifest.files else (None, None)
     ref = DriftReference.load(bundle / manifest.files["drift_reference"])
     monitor = load_config(MonitorConfig, None, prefix="monitor.")
     labels = LabelSpace.load()

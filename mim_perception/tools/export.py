@@ -6,7 +6,7 @@
 2. Parity: ONNX Runtime vs torch on real frames (max abs diff of scores/boxes/embeddings, seg agreement).
 3. int8: ORT static QDQ quantisation calibrated on frames; its speed-up and accuracy drop are recorded.
 4. Drift reference (pooled embeddings of validation frames) and, with ``--mim``, the OOD scorer (MIM decoder
-   with a fixed mask pattern, exported to ONNX) and its reference errors.
+   with a fixed mask pattern, exported to ONNX, int8 unless --no-int8) and its reference errors.
 5. manifest.json with the sha256 of every file, labels, input contract, parity, metrics and the training record.
 """
 
@@ -140,11 +140,50 @@ class OodScorer:
         return _Scorer().eval()
 
 
+def _export_ood(mim: Path, arch: str, out: Path, data: np.ndarray, *, int8: bool) -> tuple[dict[str, str], dict[str, Any]]:
+    """The MIM OOD scorer of ``mim`` (pretraining checkpoint) as ONNX, int8 by default (a quarter of the size, same
+    separation of corrupted frames on the shipped model), and its reference errors on ``data``."""
+    import torch
+
+    from mim_perception.nets import build_mim
+    from mim_perception.training.checkpoint import load_into, load_state
+
+    mae = build_mim(arch)
+    load_into(mae, load_state(mim), source=str(mim))
+    export_onnx(OodScorer.build(mae.eval(), (data.shape[2], data.shape[3])), torch.from_numpy(data[0][None]),
+                out / "ood.onnx", ("error",))
+    if int8:
+        tmp = out / "ood_fp32.onnx"
+        (out / "ood.onnx").replace(tmp)
+        quantize_int8(tmp, out / "ood.onnx", data[: min(32, len(data))])
+        tmp.unlink()
+    ood = _session(out / "ood.onnx")
+    errors = np.array([float(ood.run(None, {INPUT_NAME: f[None]})[0][0]) for f in data])
+    OodReference.build(errors).save(out / "ood_reference.npy")
+    return ({"ood": "ood.onnx", "ood_reference": "ood_reference.npy"},
+            {"cpu_ort_ms_ood": latency_ms(ood, data[0], 5), "ood_precision": "int8" if int8 else "fp32"})
+
+
+def attach_ood(bundle: Path, mim: Path, specs: list[str], *, frames: int, cache_dir: Path, int8: bool = True) -> Manifest:
+    """Add (or replace) the OOD scorer of an existing bundle, from the MIM checkpoint its backbone was pretrained
+    with, and re-sign the manifest."""
+    from dataclasses import replace
+
+    manifest = load_manifest(bundle)
+    arch = manifest.architecture
+    data = _frames(specs, frames, (manifest.input_height, manifest.input_width), cache_dir)
+    files, metrics = _export_ood(mim, arch, bundle, data, int8=int8)
+    training = dict(manifest.training) | {"mim": str(mim), "ood_reference": f"{len(data)} frames of {specs}"}
+    write_manifest(bundle, replace(manifest, files=dict(manifest.files) | files,
+                                   metrics=dict(manifest.metrics) | metrics, training=training))
+    return load_manifest(bundle)
+
+
 def export_bundle(checkpoint: Path, out: Path, specs: list[str], *, mim: Path | None, name: str, frames: int,
                   cache_dir: Path, int8: bool = True, input_hw: tuple[int, int] | None = None) -> Manifest:
     import torch
 
-    from mim_perception.nets import build_mim, build_model
+    from mim_perception.nets import build_model
     from mim_perception.nets.model import ExportModule
     from mim_perception.training.checkpoint import load_into, load_state
 
@@ -185,15 +224,9 @@ def export_bundle(checkpoint: Path, out: Path, specs: list[str], *, mim: Path | 
         metrics["cpu_ort_ms_int8"] = latency_ms(q, data[0])
         par |= {f"int8_{k}": v for k, v in parity(module, q, data[:8]).items()}
     if mim is not None:
-        mae = build_mim(arch)
-        load_into(mae, load_state(mim), source=str(mim))
-        scorer = OodScorer.build(mae.eval(), hw)
-        export_onnx(scorer, torch.from_numpy(data[0][None]), out / "ood.onnx", ("error",))
-        ood = _session(out / "ood.onnx")
-        errors = np.array([float(ood.run(None, {INPUT_NAME: f[None]})[0][0]) for f in data])
-        OodReference.build(errors).save(out / "ood_reference.npy")
-        files |= {"ood": "ood.onnx", "ood_reference": "ood_reference.npy"}
-        metrics["cpu_ort_ms_ood"] = latency_ms(ood, data[0], 5)
+        ood_files, ood_metrics = _export_ood(mim, arch, out, data, int8=int8)
+        files |= ood_files
+        metrics |= ood_metrics
     manifest = Manifest(
         name=name, architecture=arch, input_height=hw[0], input_width=hw[1], input_format="uint8 NCHW BGR",
         detection_classes=list(labels.detection), segmentation_classes=list(labels.segmentation),
@@ -239,8 +272,15 @@ def _main(args: argparse.Namespace) -> int:
         m = recalibrate_drift(Path(args.out), args.data, frames=args.frames, cache_dir=Path(args.cache_dir))
         print(f"export: drift reference of {args.out} rebuilt ({m.training['drift_reference']}); manifest re-signed")
         return 0
+    if args.attach_ood:
+        if not args.mim:
+            raise ConfigError("--attach-ood needs --mim (the pretraining checkpoint of the bundle's backbone)")
+        m = attach_ood(Path(args.out), Path(args.mim), args.data, frames=args.frames, cache_dir=Path(args.cache_dir),
+                       int8=not args.no_int8)
+        print(f"export: OOD scorer attached to {args.out} ({m.metrics.get('ood_precision')}); manifest re-signed")
+        return 0
     if not args.checkpoint:
-        raise ConfigError("--checkpoint is required (unless --recalibrate-drift)")
+        raise ConfigError("--checkpoint is required (unless --recalibrate-drift or --attach-ood)")
     m = export_bundle(Path(args.checkpoint), Path(args.out), args.data, mim=Path(args.mim) if args.mim else None,
                       name=args.name or Path(args.out).name, frames=args.frames, cache_dir=Path(args.cache_dir),
                       int8=not args.no_int8, input_hw=(args.height, args.width) if args.height else None)
@@ -256,12 +296,14 @@ def register(sub: argparse._SubParsersAction, verb: str) -> None:
     p.add_argument("--checkpoint", help="OUT/best.pt of `finetune`")
     p.add_argument("--recalibrate-drift", action="store_true",
                    help="only rebuild the drift reference of the existing bundle --out from --data (clean drives)")
+    p.add_argument("--attach-ood", action="store_true",
+                   help="only add the OOD scorer (--mim) to the existing bundle --out, references from --data")
     p.add_argument("--mim", help="OUT/mim.pt of `pretrain`: adds the OOD scorer")
     p.add_argument("--data", action="append", required=True, metavar="SPEC", help="frames for parity/calibration/references")
     p.add_argument("--out", required=True, help="bundle directory")
     p.add_argument("--name", help="model name (default: the bundle directory's name)")
     p.add_argument("--frames", type=int, default=320, help="frames used for calibration and references")
-    p.add_argument("--no-int8", action="store_true", help="skip the int8 model")
+    p.add_argument("--no-int8", action="store_true", help="skip the int8 model (and keep the OOD scorer in fp32)")
     p.add_argument("--height", type=int, help="exported input height (default: the training size)")
     p.add_argument("--width", type=int, help="exported input width (default: the training size)")
     p.add_argument("--cache-dir", default="build/data_cache")

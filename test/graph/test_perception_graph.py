@@ -1,15 +1,17 @@
 """The perception node in a real rclpy graph with a tiny exported model: outputs on the input's stamp and frame,
-boxes in camera pixels, segmentation, tracks, latency and diagnostics; busy frames dropped and counted."""
+boxes in camera pixels, segmentation, tracks, latency and diagnostics; busy frames dropped and counted; the MIM
+OOD scorer of a bundle that has one runs beside the pipeline and reaches DriftStatus and diagnostics."""
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import wait_for
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
-from mim_perception_msgs.msg import FrameLatency, TrackArray
+from mim_perception_msgs.msg import DriftStatus, FrameLatency, TrackArray
 from sensor_msgs.msg import Image
 from vision_msgs.msg import Detection2DArray
 
@@ -96,7 +98,68 @@ def test_outputs_keep_stamp_frame_and_camera_pixels(ros_context, probe, tiny_bun
         assert all(m.inference_ms > 0 and m.pipeline_ms > 0 for m in lat) and lat[-1].dropped_busy == 0
         wait_for(lambda: any("model" in {kv.key for kv in d.values} for d in diags), 5, spin, "diagnostics")
         d = next(d for d in diags if any(kv.key == "model" for kv in d.values))
-        assert dict((kv.key, kv.value) for kv in d.values)["backend"] == "onnxruntime"
+        values = dict((kv.key, kv.value) for kv in d.values)
+        assert values["backend"] == "onnxruntime" and values["ood_score"].startswith("disabled"), \
+            "a bundle exported without --mim has no OOD model: said in the values, not a fault"
+    finally:
+        runner.stop()
+
+
+@pytest.fixture(scope="module")
+def ood_bundle(tiny_bundle, tmp_path_factory):
+    """The tiny bundle plus an int8 OOD scorer from a random tiny MIM model (`export --attach-ood`)."""
+    import shutil
+
+    import torch
+
+    from mim_perception.nets import build_mim
+    from mim_perception.tools.export import attach_ood
+    from mim_perception.training.checkpoint import save_checkpoint
+
+    root = tmp_path_factory.mktemp("ood")
+    shutil.copytree(tiny_bundle, root / "bundle")
+    torch.manual_seed(1)
+    save_checkpoint(root / "mim.pt", build_mim("convnext_smoke"), {})
+    m = attach_ood(root / "bundle", root / "mim.pt", ["synthetic:1:20:0:320x192"], frames=20, cache_dir=root / "cache")
+    assert {"ood", "ood_reference"} <= set(m.files) and m.metrics["ood_precision"] == "int8"
+    return root / "bundle"
+
+
+def test_ood_scores_reach_drift_status_and_diagnostics(ros_context, probe, ood_bundle, tmp_path):
+    node, spin = probe
+    extra = "    perception:\n      drift_every: 1\n      ood_every: 2\n"
+    params = _params(tmp_path, ood_bundle)
+    Path(params).write_text(Path(params).read_text().replace("    perception:\n", extra, 1))
+    _, specs = graph_from_args(params, [f"front={TOPIC}"], None)
+    runner = GraphRunner(specs, context=ros_context, threads=3).start()
+    try:
+        drift: list[DriftStatus] = []
+        diags: list[DiagnosticStatus] = []
+        _collect(node, "/front/perception/out/drift", DriftStatus, drift)
+        node.create_subscription(DiagnosticArray, "/diagnostics",
+                                 lambda m: diags.extend(s for s in m.status if s.hardware_id == "front"), qos.RELIABLE)
+        pub = node.create_publisher(Image, TOPIC, qos.SENSOR)
+        wait_for(lambda: pub.get_subscription_count() > 0, 20, spin, "perception to subscribe")
+        t0 = node.get_clock().now().nanoseconds * 1e-9
+        for i in range(16):
+            pub.publish(_image(t0 + i * 0.1, i))
+            end = time.monotonic() + 0.25
+            while time.monotonic() < end:
+                spin()
+        wait_for(lambda: any(np.isfinite(m.ood_score) for m in drift), 20, spin, "an OOD score on DriftStatus")
+        scores = [m.ood_score for m in drift if np.isfinite(m.ood_score)]
+        assert all(0.0 <= s <= 1.0 for s in scores) and all(np.isfinite(m.drift_p_value) for m in drift)
+
+        def scored() -> dict[str, str]:
+            for d in reversed(diags):
+                v = dict((kv.key, kv.value) for kv in d.values)
+                if int(v.get("ood_scored", "0")) > 0:
+                    return v
+            return {}
+
+        wait_for(lambda: bool(scored()), 10, spin, "diagnostics with OOD counters")
+        v = scored()
+        assert 0.0 <= float(v["ood_score"]) <= 1.0 and int(v["ood_scored"]) + int(v["ood_skipped_busy"]) <= 8
     finally:
         runner.stop()
 

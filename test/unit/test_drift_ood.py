@@ -76,10 +76,15 @@ def test_every_nth_bad_embeddings_reset_and_round_trip(ref: DriftReference, tmp_
         DriftReference.build(np.zeros((10, D)), window=W)
 
 
-def test_ood_quantile_score(tmp_path: Path) -> None:
-    ref = OodReference.build(np.random.default_rng(0).gamma(2.0, 1.0, 500))
-    assert ref.score(0.0) == 0.0 and ref.score(1e9) == 1.0
-    assert 0.4 < ref.score(float(np.median(ref.errors))) < 0.6
+def test_ood_score_is_two_sided_and_extrapolates(tmp_path: Path) -> None:
+    clean = np.exp(np.random.default_rng(0).normal(1.0, 0.3, 500))   # log-normal, like reconstruction errors
+    ref = OodReference.build(clean)
+    assert ref.score(float(np.median(clean))) < 0.05, "a typical error scores ~0"
+    assert ref.score(float(np.exp(1.0 + 6 * 0.3))) > 0.999, "far above: noise-like"
+    assert ref.score(float(np.exp(1.0 - 6 * 0.3))) > 0.999, "far below: blur/fog remove what the decoder restores"
+    assert ref.p_value(1e9) < 1e-12, "beyond the validation range the tail still resolves small p-values"
+    p = np.array([ref.p_value(float(e)) for e in np.exp(np.random.default_rng(1).normal(1.0, 0.3, 2000))])
+    assert 0.005 < np.mean(p < 0.01) < 0.02, "calibrated on new clean errors"
     assert np.isnan(ref.score(float("nan")))
     ref.save(tmp_path / "ood.npy")
     assert np.array_equal(OodReference.load(tmp_path / "ood.npy").errors, ref.errors)

@@ -37,8 +37,10 @@ class MonitorConfig:
     min_frames_for_rates: int = field(metadata=rng(0, 100000, unit="frames"))
     drift_p_warn: float = field(metadata=rng(0.0, 1.0))
     drift_p_error: float = field(metadata=rng(0.0, 1.0))
+    drift_persist: int = field(metadata=rng(1, 100000, unit="evaluations"))
     ood_warn: float = field(metadata=rng(0.0, 1.0))
     ood_error: float = field(metadata=rng(0.0, 1.0))
+    ood_persist: int = field(metadata=rng(1, 100000, unit="scores"))
 
     def __post_init__(self) -> None:
         for lo, hi in (("silence_warn", "silence_error"), ("p99_warn_ratio", "p99_error_ratio"),
@@ -63,13 +65,49 @@ def _fmt(x: float) -> str:
     return "nan" if not math.isfinite(x) else f"{x:.3f}"
 
 
-def judge_drift(cfg: MonitorConfig, p_value: float, ood: float) -> tuple[Level, str]:
-    """Level of the input-distribution signals (NaN = not evaluated yet: OK)."""
-    if p_value < cfg.drift_p_error or ood > cfg.ood_error:
-        return Level.ERROR, f"input drift (p={p_value:.2g}, ood={ood:.2f})"
-    if p_value < cfg.drift_p_warn or ood > cfg.ood_warn:
-        return Level.WARN, f"possible input drift (p={p_value:.2g}, ood={ood:.2f})"
-    return Level.OK, ""
+class SustainedAlarm:
+    """Debounced level of a p-value stream (drift windows, OOD scores). Consecutive drift evaluations share all
+    but one embedding of their window, and consecutive OOD scores often one scene, so one unusual stretch of clean
+    road gives a run of low p-values that a per-evaluation threshold turns into an alarm. ERROR needs
+    p < ``p_error`` in ``persist`` consecutive evaluations; until then, and for p < ``p_warn``, WARN."""
+
+    def __init__(self, p_warn: float, p_error: float, persist: int, what: str) -> None:
+        self.p_warn, self.p_error, self.persist, self.what = p_warn, p_error, persist, what
+        self.run = 0           # consecutive evaluations below p_error
+        self.p_value = math.nan
+        self.level = Level.OK
+
+    def update(self, p_value: float) -> Level:
+        self.p_value = p_value
+        low = math.isfinite(p_value) and p_value < self.p_error
+        self.run = self.run + 1 if low else 0
+        if self.run >= self.persist:
+            self.level = Level.ERROR
+        elif low or (math.isfinite(p_value) and p_value < self.p_warn):
+            self.level = Level.WARN
+        else:
+            self.level = Level.OK
+        return self.level
+
+    def reset(self) -> None:
+        """Clock jump / new drive: the window restarts, and so does the evidence."""
+        self.run, self.p_value, self.level = 0, math.nan, Level.OK
+
+    def finding(self) -> tuple[Level, str]:
+        if self.level == Level.ERROR:
+            return Level.ERROR, f"{self.what} (p={self.p_value:.2g} for {self.run} evaluations)"
+        if self.level == Level.WARN:
+            return Level.WARN, f"possible {self.what} (p={self.p_value:.2g})"
+        return Level.OK, ""
+
+
+def drift_alarm(cfg: MonitorConfig) -> SustainedAlarm:
+    return SustainedAlarm(cfg.drift_p_warn, cfg.drift_p_error, cfg.drift_persist, "input drift")
+
+
+def ood_alarm(cfg: MonitorConfig) -> SustainedAlarm:
+    """OOD thresholds are given as scores (1 - p) in the parameters."""
+    return SustainedAlarm(1.0 - cfg.ood_warn, 1.0 - cfg.ood_error, cfg.ood_persist, "out-of-distribution input")
 
 
 def judge(stats: CameraStats, cfg: MonitorConfig, now: float, extra_errors: tuple[str, ...] = (),

@@ -25,7 +25,8 @@ from vision_msgs.msg import Detection2DArray
 from mim_perception.core.errors import BadImageError, MimPerceptionError, ModelLoadError
 from mim_perception.core.inputs import InputConfig
 from mim_perception.core.monitoring.drift import DriftDetector, DriftReference
-from mim_perception.core.monitoring.health import Level, MonitorConfig, judge, judge_drift
+from mim_perception.core.monitoring.health import Level, MonitorConfig, drift_alarm, judge, ood_alarm
+from mim_perception.core.monitoring.ood import OodMonitor
 from mim_perception.core.pipeline import Perceiver, PerceptionConfig, PerceptionResult
 from mim_perception.core.tracking.tracker import Tracker, TrackerConfig
 from mim_perception.inference.backends import BackendConfig, default_model_dir, load_backend
@@ -48,7 +49,7 @@ class PerceptionNode(MimLifecycleNode):
         self._arrival = threading.Lock()
         self.warnings: deque[str] = deque(maxlen=3)
         self.invalid_outputs = 0
-        self.last_drift: tuple[float, float] = (NAN, NAN)
+        self.ood: OodMonitor | None = None
 
     def configure(self) -> None:
         self.input = declare_and_load(self, InputConfig, prefix="input.")
@@ -67,9 +68,12 @@ class PerceptionNode(MimLifecycleNode):
         self.model_id = f"{self.manifest.name}@{self.manifest.sha256.get(self.manifest.files['onnx'], '')[:12]}"
         self.get_logger().info(f"backend {backend.name} ({reason}); model {self.model_id} input {backend.input_hw}")
         self.drift = self._load_drift(bundle)
+        self.drift_alarm, self.ood_alarm = drift_alarm(self.monitor), ood_alarm(self.monitor)
+        self.ood = self._load_ood(bundle)
+        self._resets = 0
         self.vocab = ClassVocabulary()
         self.vocab.labels(list(self.manifest.detection_classes))   # label i <-> the model's class i
-        self.perceiver = Perceiver(backend, self.pcfg, Tracker(tcfg), self.drift)
+        self.perceiver = Perceiver(backend, self.pcfg, Tracker(tcfg), self.drift, self.ood)
         self.det_pub = self.create_lifecycle_publisher(Detection2DArray, "~/out/detections", qos.RELIABLE)
         self.seg_pub = self.create_lifecycle_publisher(Image, "~/out/segmentation", qos.RELIABLE)
         self.overlay_pub = self.create_lifecycle_publisher(Image, "~/out/overlay", qos.SENSOR)
@@ -93,6 +97,32 @@ class PerceptionNode(MimLifecycleNode):
                                  f"{self.manifest.embed_dim}: drift monitoring disabled")
             return None
         return DriftDetector(ref, every=self.pcfg.drift_every)
+
+    def _restart_monitors(self) -> None:
+        if self.drift is not None:
+            self.drift.reset()
+        self.drift_alarm.reset()
+        self.ood_alarm.reset()
+        if self.ood is not None:
+            self.ood.reset()
+
+    def cleanup(self) -> None:
+        super().cleanup()
+        if self.ood is not None:
+            self.ood.close()
+            self.ood = None
+
+    def _load_ood(self, bundle: Path) -> OodMonitor | None:
+        from mim_perception.inference.ood_model import load_ood
+
+        if "ood" not in self.manifest.files:   # a bundle exported without --mim: not a fault, said in the values
+            return None
+        try:
+            error_fn, ref = load_ood(bundle, self.manifest)
+        except ModelLoadError as e:
+            self.warnings.append(f"OOD monitoring disabled: {e}")
+            return None
+        return OodMonitor(error_fn, ref, every=self.pcfg.ood_every)
 
     def activate(self) -> None:
         if self.input.transport == "compressed":
@@ -122,6 +152,9 @@ class PerceptionNode(MimLifecycleNode):
                 self.stats.on_busy(stamp, receive)
                 return
             self.stats.on_frame(stamp, receive)
+            if self.stats.resets != self._resets:   # clock jumped back (bag loop, sim reset): windows restart
+                self._resets = self.stats.resets
+                self._restart_monitors()
         try:
             t0 = time.perf_counter()
             try:
@@ -155,13 +188,15 @@ class PerceptionNode(MimLifecycleNode):
             palette = np.asarray(self.manifest.segmentation_palette_bgr, np.uint8)
             self.overlay_pub.publish(numpy_to_image(draw_overlay(image, r, palette, self.manifest.detection_classes),
                                                     "bgr8", header))
+        fresh = self.ood.take_fresh() if self.ood is not None else None
+        if fresh is not None:
+            self.ood_alarm.update(fresh)
         if r.drift is not None:
-            self.last_drift = (r.drift.p_value, NAN)
-            level, _ = judge_drift(self.monitor, r.drift.p_value, NAN)
+            level = max(self.drift_alarm.update(r.drift.p_value), self.ood_alarm.level)
             self.drift_pub.publish(DriftStatus(header=header, camera=self.hardware_id, model_id=self.model_id,
                                                reference_loaded=True, window_size=r.drift.samples,
                                                drift_score=r.drift.score, drift_p_value=r.drift.p_value,
-                                               ood_score=NAN, level=int(level)))
+                                               ood_score=r.ood, level=int(level)))
         publish_ms = (time.perf_counter() - t0) * 1e3
         t = r.timings_ms
         out = FrameLatency(header=header, camera=self.hardware_id, decode_ms=decode_ms, preprocess_ms=t["preprocess"],
@@ -175,13 +210,20 @@ class PerceptionNode(MimLifecycleNode):
 
     def _publish_diagnostics(self) -> None:
         findings = [(Level.WARN, w) for w in self.warnings]
-        p, ood = self.last_drift
-        findings.append(judge_drift(self.monitor, p if math.isfinite(p) else 1.0, ood if math.isfinite(ood) else 0.0))
+        ood = self.ood.latest() if self.ood is not None else NAN
+        findings += [self.drift_alarm.finding(), self.ood_alarm.finding()]
+        if self.ood is not None and self.ood.last_error:
+            findings.append((Level.WARN, f"OOD scorer failing: {self.ood.last_error}"))
         if self.invalid_outputs:
             findings.append((Level.WARN, f"{self.invalid_outputs} non-finite model outputs dropped"))
         verdict = judge(self.stats, self.monitor, self._now(), tuple(self.errors), tuple(findings))
         verdict.values |= {"model": self.model_id, "backend": self.perceiver.backend.name,
-                           "drift_p_value": f"{p:.3g}", "invalid_outputs": str(self.invalid_outputs)}
+                           "drift_p_value": f"{self.drift_alarm.p_value:.3g}",
+                           "drift_low_p_run": str(self.drift_alarm.run), "invalid_outputs": str(self.invalid_outputs),
+                           "ood_score": f"{ood:.5f}" if self.ood is not None else "disabled (no OOD model in bundle)"}
+        if self.ood is not None:
+            verdict.values |= {"ood_scored": str(self.ood.scored), "ood_skipped_busy": str(self.ood.skipped_busy),
+                               "ood_rejected": str(self.ood.rejected)}
         status = to_status(verdict, f"{self.get_fully_qualified_name()}: perception", self.hardware_id)
         self.diag_pub.publish(to_array([status], Time(seconds=self._now()).to_msg()))
 

@@ -1,0 +1,109 @@
+"""Long clean (or corrupted) procedural drives, embedded exactly as the perception node samples them.
+
+The node feeds one frame in ``perception.drift_every`` to the drift window, so an hour of camera time needs only
+that fraction of the frames rendered and run through the model: this script steps each procedural scene at the
+camera rate, renders only the sampled frames (camera size, optionally corrupted on the camera frame like the
+robustness report), letterboxes them like the node and keeps the model's pooled embedding. The result, an ``.npz``
+of embeddings in drive order with their episode index and camera time (and, every ``perception.ood_every``-th
+frame, the bundle's MIM OOD reconstruction error), is what ``bench_drift_false_alarms.py`` replays through the
+drift detector, the OOD score and the node's alarm rules.
+
+    .venv/bin/python bench/drift_replay.py --minutes 60 --hz 30 --seed 30000 --out build/drift/test_clean.npz
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+
+def main() -> int:
+    from mim_perception.core.config import load_config
+    from mim_perception.core.pipeline import PerceptionConfig
+    from mim_perception.core.preprocess import letterbox
+    from mim_perception.inference.manifest import INPUT_NAME, OUTPUT_NAMES, load_manifest
+    from mim_perception.sim.synthetic import SceneConfig, SyntheticScene
+    from mim_perception.tools.export import _session
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="models/mim_convnext_atto_cpu")
+    ap.add_argument("--minutes", type=float, default=60.0, help="camera time to replay")
+    ap.add_argument("--hz", type=float, default=30.0, help="camera rate")
+    ap.add_argument("--episode-s", type=float, default=20.0, help="seconds per procedural scene (a new look each)")
+    ap.add_argument("--seed", type=int, default=30000, help="first scene seed (keep calibration and test disjoint)")
+    ap.add_argument("--every", type=int, help="drift: one frame in N (default: perception.drift_every; 0 = no drift)")
+    ap.add_argument("--ood-every", type=int, help="OOD: one frame in N (default: perception.ood_every; 0 = no OOD)")
+    ap.add_argument("--corruption", help="NAME:SEVERITY applied to every sampled camera frame")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args()
+
+    bundle = Path(args.model)
+    m = load_manifest(bundle)
+    sess = _session(m.path(bundle, "onnx"), threads=args.threads)
+    k = OUTPUT_NAMES.index("embed")
+    pcfg = load_config(PerceptionConfig, None, prefix="perception.")
+    every = pcfg.drift_every if args.every is None else args.every
+    ood_every = pcfg.ood_every if args.ood_every is None else args.ood_every
+    ood = None
+    if ood_every:
+        from mim_perception.inference.ood_model import load_ood
+
+        ood = load_ood(bundle, m, threads=args.threads)[0]
+    per_episode = max(1, round(args.episode_s * args.hz))
+    total = round(args.minutes * 60 * args.hz)
+    corrupt = None
+    if args.corruption:
+        from mim_perception.training import corruptions
+
+        name, sev = args.corruption.split(":")
+        crng = np.random.default_rng(args.seed)
+        corrupt = lambda img: corruptions.apply(img, name, int(sev), crng)  # noqa: E731
+    embs, episodes, times, ood_errors, ood_times = [], [], [], [], []
+    t0 = time.perf_counter()
+    frame = 0
+    ep = 0
+    while frame < total:
+        scene = SyntheticScene(replace(SceneConfig(), fps=args.hz, frames=per_episode, seed=args.seed + ep))
+        for i in range(min(per_episode, total - frame)):
+            if i:
+                scene._step(1.0 / args.hz)
+            want_drift = every > 0 and frame % every == 0
+            want_ood = ood is not None and frame % ood_every == 0
+            if want_drift or want_ood:
+                img = scene.render()[0]
+                if corrupt is not None:
+                    img = corrupt(img)
+                x = np.ascontiguousarray(letterbox(img, (m.input_height, m.input_width))[0].transpose(2, 0, 1)[None])
+                if want_drift:
+                    embs.append(sess.run(None, {INPUT_NAME: x})[k][0].astype(np.float32))
+                    episodes.append(ep)
+                    times.append(frame / args.hz)
+                if want_ood and ood is not None:
+                    ood_errors.append(ood(x))
+                    ood_times.append(frame / args.hz)
+            frame += 1
+        ep += 1
+        if ep % 10 == 0:
+            print(f"{frame / total:6.1%}  {len(embs)} embeddings  {len(ood_errors)} OOD  {time.perf_counter() - t0:7.1f} s",
+                  flush=True)
+    meta = {"model": str(bundle), "model_sha256": m.sha256[m.files["onnx"]],
+            "minutes": args.minutes, "hz": args.hz, "every": every, "ood_every": ood_every,
+            "episode_s": args.episode_s, "seed": args.seed,
+            "episodes": ep, "corruption": args.corruption or "none", "seconds": round(time.perf_counter() - t0, 1)}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(out, embeddings=np.stack(embs) if embs else np.zeros((0, m.embed_dim), np.float32),
+             episode=np.array(episodes, np.int32), time=np.array(times), ood_errors=np.array(ood_errors),
+             ood_time=np.array(ood_times), meta=json.dumps(meta))
+    print(json.dumps(meta | {"embeddings": len(embs), "ood_scores": len(ood_errors)}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
