@@ -1,14 +1,15 @@
-"""Drift alarms per hour of clean driving and detection of corrupted driving, with the node's own sampling and rule.
+"""Drift and OOD alarms per hour of clean driving, and detection of corrupted driving, with the node's sampling and rules.
 
-Input: drives embedded by ``bench/drift_replay.py`` (one embedding per sampled camera frame, in drive order). Each
-is pushed through a ``DriftDetector`` and the node's ``DriftAlarm`` (p < monitor.drift_p_error for
-monitor.drift_persist evaluations in a row -> ERROR), for the bundle's shipped reference and, with
-``--calibration``, a reference rebuilt from another clean replay (disjoint seeds). Reports, per reference and rule:
-alarm events per hour on the clean replay, the share of corrupted-drive evaluations at ERROR and the seconds to
-the first ERROR, and the AUROC of clean vs corrupted window p-values (threshold-free).
+Input: drives embedded by ``bench/drift_replay.py`` (one embedding per sampled camera frame in drive order, and the
+MIM OOD error every ``ood_every``-th frame). Each drive goes through a ``DriftDetector`` + the node's drift alarm
+(p < monitor.drift_p_error for monitor.drift_persist evaluations in a row -> ERROR) and the OOD score + the node's
+OOD alarm (score > monitor.ood_error for monitor.ood_persist scores in a row), for the bundle's shipped drift
+reference and, with ``--calibration``, one rebuilt from another clean replay (disjoint seeds). Reports alarm events
+per hour on the clean replays, and for each corrupted drive the share of time at ERROR (drift, OOD, either) and the
+seconds to the first ERROR, plus threshold-free AUROCs (clean vs corrupted drift windows; OOD frames).
 
-    .venv/bin/python bench/bench_drift_false_alarms.py --clean build/drift/test_clean.npz \\
-        --corrupted build/drift/fog_2.npz ... [--calibration build/drift/calib_clean.npz] --json OUT.json
+    .venv/bin/python bench/bench_drift_false_alarms.py --model BUNDLE --clean build/drift/test_clean.npz \\
+        --clean-ood build/drift/test_clean_ood.npz --corrupted build/drift/fog_2.npz ... --json OUT.json
 """
 
 from __future__ import annotations
@@ -22,50 +23,62 @@ from typing import Any
 import numpy as np
 
 
-def _load(path: str) -> tuple[np.ndarray, dict[str, Any]]:
+def _load(path: str) -> dict[str, Any]:
     with np.load(path, allow_pickle=False) as z:
-        return z["embeddings"], json.loads(str(z["meta"]))
+        return {k: z[k] for k in z.files if k != "meta"} | {"meta": json.loads(str(z["meta"]))}
 
 
-def _p_series(ref: Any, emb: np.ndarray) -> np.ndarray:
+def _drift(ref: Any, d: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """-> (p-values, camera times) of the drift evaluations of a drive."""
     from mim_perception.core.monitoring.drift import DriftDetector
 
-    det, ps = DriftDetector(ref, every=1), []
-    for e in emb:
+    det, ps, ts = DriftDetector(ref, every=1), [], []
+    for e, t in zip(d["embeddings"], d["time"], strict=True):
         det.add(e)
         r = det.result()
         if r is not None:
             ps.append(r.p_value)
-    return np.array(ps)
+            ts.append(t)
+    return np.array(ps), np.array(ts)
 
 
-def _alarm(cfg: Any, ps: np.ndarray) -> np.ndarray:
-    from mim_perception.core.monitoring.health import DriftAlarm, Level
+def _errors(alarm: Any, ps: np.ndarray) -> np.ndarray:
+    from mim_perception.core.monitoring.health import Level
 
-    a = DriftAlarm(cfg)
-    return np.array([a.update(float(p)) == Level.ERROR for p in ps])
+    alarm.reset()
+    return np.array([alarm.update(float(p)) == Level.ERROR for p in ps], bool)
 
 
-def _auroc(neg: np.ndarray, pos: np.ndarray) -> float:
-    from mim_perception.tools.evaluate_robustness import auroc
+def _events(err: np.ndarray) -> int:
+    return int(err[0]) + int((err[1:] & ~err[:-1]).sum()) if len(err) else 0
 
-    return auroc(neg, pos)
+
+def _state_at(times: np.ndarray, ev_times: np.ndarray, ev_err: np.ndarray) -> np.ndarray:
+    """ERROR state of a slower alarm stream (OOD) at the given times (its last update at or before each)."""
+    if not len(ev_times):
+        return np.zeros(len(times), bool)
+    idx = np.searchsorted(ev_times, times, side="right") - 1
+    return np.where(idx >= 0, ev_err[np.maximum(idx, 0)], False)
 
 
 def main() -> int:
     from mim_perception.core.config import load_config
     from mim_perception.core.monitoring.drift import DriftReference
-    from mim_perception.core.monitoring.health import MonitorConfig
+    from mim_perception.core.monitoring.health import MonitorConfig, drift_alarm, ood_alarm
+    from mim_perception.core.monitoring.ood import OodReference
     from mim_perception.inference.manifest import load_manifest
+    from mim_perception.tools.evaluate_robustness import auroc
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="models/mim_convnext_atto_cpu")
-    ap.add_argument("--clean", required=True, help="clean replay (.npz of drift_replay.py)")
-    ap.add_argument("--corrupted", nargs="*", default=[], help="corrupted replays")
-    ap.add_argument("--calibration", help="another clean replay: also evaluate a reference rebuilt from it")
+    ap.add_argument("--clean", required=True, help="clean replay with embeddings (.npz of drift_replay.py)")
+    ap.add_argument("--clean-ood", help="clean replay with OOD errors (default: --clean)")
+    ap.add_argument("--corrupted", nargs="*", default=[], help="corrupted replays (embeddings and OOD errors)")
+    ap.add_argument("--calibration", help="another clean replay: also evaluate a drift reference rebuilt from it")
     ap.add_argument("--null-draws", type=int, default=4000)
-    ap.add_argument("--p-error", type=float, nargs="*", help="rules to compare (default: monitor.drift_p_error)")
-    ap.add_argument("--persist", type=int, nargs="*", help="rules to compare (default: monitor.drift_persist)")
+    ap.add_argument("--p-error", type=float, nargs="*", help="drift rules to compare (default: monitor.drift_p_error)")
+    ap.add_argument("--persist", type=int, nargs="*", help="drift rules to compare (default: monitor.drift_persist)")
+    ap.add_argument("--ood-persist", type=int, nargs="*", help="OOD rules to compare (default: monitor.ood_persist)")
     ap.add_argument("--json")
     args = ap.parse_args()
 
@@ -74,40 +87,67 @@ def main() -> int:
     base = load_config(MonitorConfig, None, prefix="monitor.")
     refs = {"shipped": DriftReference.load(bundle / m.files["drift_reference"])}
     if args.calibration:
-        cal = _load(args.calibration)[0]
+        cal = _load(args.calibration)["embeddings"]
         refs[f"rebuilt from {Path(args.calibration).name}"] = DriftReference.build(
             cal, window=refs["shipped"].window, dims=16, sample=256, null_draws=args.null_draws, sequential=True)
-    clean, meta = _load(args.clean)
-    eval_s = meta["every"] / meta["hz"]            # camera seconds between drift evaluations
-    drives = {"clean": clean} | {_load(p)[1]["corruption"]: _load(p)[0] for p in args.corrupted}
-    rules = [(pe, k) for pe in (args.p_error or [base.drift_p_error]) for k in (args.persist or [base.drift_persist])]
-    out: dict[str, Any] = {"clean": meta, "eval_every_s": eval_s, "references": {}}
+    ood_ref = OodReference.load(bundle / m.files["ood_reference"]) if "ood_reference" in m.files else None
+    clean, clean_ood = _load(args.clean), _load(args.clean_ood or args.clean)
+    drives = {"clean": clean} | {(d := _load(p))["meta"]["corruption"]: d for p in args.corrupted}
+    out: dict[str, Any] = {"model": str(bundle), "clean": clean["meta"], "clean_ood": clean_ood["meta"], "drift": {},
+                           "ood": {}, "either": {}}
+
+    # OOD: one reference, rules over ood_persist
+    ood_p: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    if ood_ref is not None:
+        ood_p = {n: (np.array([ood_ref.p_value(float(e)) for e in d["ood_errors"]]), d["ood_time"])
+                 for n, d in ({"clean": clean_ood} | {k: v for k, v in drives.items() if k != "clean"}).items()}
+        hours = clean_ood["meta"]["minutes"] / 60
+        print(f"\n== OOD (MIM reconstruction), clean replay {hours:.2f} h, one score every "
+              f"{clean_ood['meta']['ood_every'] / clean_ood['meta']['hz']:.2f} s")
+        for n, (p, _) in ood_p.items():
+            if n != "clean":
+                out["ood"].setdefault("auroc_frame", {})[n] = auroc(-np.log(ood_p["clean"][0]), -np.log(p))
+        print("AUROC per frame: " + ", ".join(f"{n} {a:.3f}" for n, a in out["ood"].get("auroc_frame", {}).items()))
+        out["ood"]["clean_p_below"] = {str(t): float((ood_p["clean"][0] < t).mean()) for t in (0.05, 0.01, 1e-3, 1e-4)}
+        out["ood"]["rules"] = []
+        for k in args.ood_persist or [base.ood_persist]:
+            a = ood_alarm(replace(base, ood_persist=k))
+            row: dict[str, Any] = {"persist": k, "clean_events_per_hour": _events(_errors(a, ood_p["clean"][0])) / hours}
+            row |= {n: float(_errors(a, p).mean()) for n, (p, _) in ood_p.items() if n != "clean"}
+            out["ood"]["rules"].append(row)
+            print(f"persist {k}: clean {row['clean_events_per_hour']:.2f} events/h; ERROR share "
+                  + ", ".join(f"{n} {v:.0%}" for n, v in row.items() if n not in ("persist", "clean_events_per_hour")))
+
     for rname, ref in refs.items():
-        ps = {d: _p_series(ref, e) for d, e in drives.items()}
-        hours = len(ps["clean"]) * eval_s / 3600
-        res: dict[str, Any] = {"median_p": {d: float(np.median(p)) for d, p in ps.items()},
-                               "auroc_vs_clean": {d: _auroc(-np.log(ps["clean"]), -np.log(p))
-                                                  for d, p in ps.items() if d != "clean"},
-                               "rules": []}
-        for pe, k in rules:
-            cfg = replace(base, drift_p_error=pe, drift_p_warn=max(pe, base.drift_p_warn), drift_persist=k)
-            row: dict[str, Any] = {"p_error": pe, "persist": k}
-            for d, p in ps.items():
-                err = _alarm(cfg, p)
-                events = int(err[0]) + int((err[1:] & ~err[:-1]).sum()) if len(err) else 0
-                first = float(np.argmax(err) * eval_s) if err.any() else None
-                row[d] = {"evaluations": len(p), "error_fraction": float(err.mean()), "alarm_events": events,
-                          "events_per_hour": events / (len(p) * eval_s / 3600), "first_error_s": first}
-            row["clean_hours"] = hours
-            res["rules"].append(row)
-        out["references"][rname] = res
-        print(f"\n== reference: {rname}   (clean replay {hours:.2f} h, evaluation every {eval_s:.3f} s)")
-        print("AUROC clean vs: " + ", ".join(f"{d} {a:.3f}" for d, a in res["auroc_vs_clean"].items()))
-        cols = [d for d in drives if d != "clean"]
-        print(f"{'p_error':>8} {'persist':>7} {'clean events/h':>14} " + " ".join(f"{c[:14]:>14}" for c in cols))
-        for row in res["rules"]:
-            print(f"{row['p_error']:8.0e} {row['persist']:7d} {row['clean']['events_per_hour']:14.2f} "
-                  + " ".join(f"{row[c]['error_fraction']:13.1%} " for c in cols))
+        series = {n: _drift(ref, d) for n, d in drives.items()}
+        eval_s = float(np.median(np.diff(series["clean"][1])))
+        hours = len(series["clean"][0]) * eval_s / 3600
+        res: dict[str, Any] = {"median_p": {n: float(np.median(p)) for n, (p, _) in series.items()},
+                               "auroc_window": {n: auroc(-np.log(series["clean"][0]), -np.log(p))
+                                                for n, (p, _) in series.items() if n != "clean"}, "rules": []}
+        print(f"\n== drift, reference: {rname}   (clean replay {hours:.2f} h, evaluation every {eval_s:.3f} s)")
+        print("AUROC per window: " + ", ".join(f"{n} {a:.3f}" for n, a in res["auroc_window"].items()))
+        cols = [n for n in drives if n != "clean"]
+        print(f"{'p_error':>8} {'persist':>7} {'clean ev/h':>10} " + " ".join(f"{c[:16]:>16}" for c in cols)
+              + "   (drift / either ERROR share)")
+        for pe in args.p_error or [base.drift_p_error]:
+            for k in args.persist or [base.drift_persist]:
+                a = drift_alarm(replace(base, drift_p_error=pe, drift_p_warn=max(pe, base.drift_p_warn), drift_persist=k))
+                row = {"p_error": pe, "persist": k,
+                       "clean_events_per_hour": _events(_errors(a, series["clean"][0])) / hours}
+                oa = ood_alarm(base)
+                for n in cols:
+                    p, t = series[n]
+                    err = _errors(a, p)
+                    either = err.copy()
+                    if n in ood_p:
+                        either |= _state_at(t, ood_p[n][1], _errors(oa, ood_p[n][0]))
+                    first = float(t[np.argmax(either)]) if either.any() else None   # camera s since the drive began
+                    row[n] = {"drift": float(err.mean()), "either": float(either.mean()), "first_error_s": first}
+                res["rules"].append(row)
+                print(f"{pe:8.0e} {k:7d} {row['clean_events_per_hour']:10.2f} "
+                      + " ".join(f"{row[c]['drift']:7.0%} /{row[c]['either']:6.0%} " for c in cols))
+        out["drift"][rname] = res
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1))
     return 0

@@ -10,7 +10,7 @@ that is not inference. Ratios are against the first configuration of the same ru
     .venv/bin/python bench/bench_node.py [--seconds 10] [--configs ort:1:10 ort:1:30 int8:4:10 ...] [--json OUT]
 
 Backends: ``ort`` (ONNX Runtime fp32, the CPU default), ``int8`` (the bundle's int8 ONNX model), ``torch``
-(PyTorch eager; CUDA graphs only on a GPU). ``--keep-awake`` runs a ``nice 19`` busy loop beside the graph: on
+(PyTorch CUDA graphs; needs a GPU). Cameras of one process share one loaded model. ``--keep-awake`` runs a ``nice 19`` busy loop beside the graph: on
 VMs that halt idle vCPUs the pipeline otherwise stalls whenever it idles between frames (README, "Perception
 node and backends"); the numbers are reported with the flag so that artefact is visible, not hidden.
 """
@@ -30,8 +30,8 @@ from typing import Any
 
 import numpy as np
 
-DEFAULT = ["ort:1:10", "ort:1:30", "ort:1:60", "int8:1:10", "int8:1:30", "int8:1:60", "torch:1:10", "torch:1:30",
-           "ort:4:10", "int8:4:10", "int8:8:10", "int8:8:30"]
+DEFAULT = ["ort:1:10", "ort:1:30", "ort:1:60", "int8:1:10", "int8:1:30", "int8:1:60", "ort:4:10", "int8:4:10",
+           "int8:8:10", "int8:8:30"]
 STAGES = ("decode", "preprocess", "inference", "postprocess", "tracking", "publish")
 BACKEND_PARAMS = {"ort": ["backend.kind=onnxruntime"], "int8": ["backend.kind=onnxruntime", "backend.int8_onnx=true"],
                   "torch": ["backend.kind=torch", "backend.precision=fp32"]}
@@ -63,7 +63,7 @@ def run_config(backend: str, cameras: int, hz: float, seconds: float, images: li
     cfg = load_config(GraphConfig, None, {"graph.use_sim_time": False, "graph.perception": True,
                                           "graph.camera_monitor": False}, prefix="graph.")
     os.environ.update(fastdds_env(cfg))
-    user = params_file(tmp, None, [*BACKEND_PARAMS[backend], f"backend.intra_op_threads={max(1, 2 // cameras)}"])
+    user = params_file(tmp, None, [*BACKEND_PARAMS[backend], f"backend.intra_op_threads={os.cpu_count() or 1}"])
     specs = describe(cfg, [Camera.parse(f"{n}=/bench/{n}/image_raw") for n in names], str(user) if user else None)
     ctx = Context()
     rclpy.init(context=ctx, domain_id=private_domain_id())

@@ -8,13 +8,16 @@ an error — never a silent fallback; ``auto`` picks the fastest available and s
 from __future__ import annotations
 
 import importlib.util
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
+import numpy as np
+
 from mim_perception.core.config import rng
 from mim_perception.core.errors import ConfigError, ModelLoadError
-from mim_perception.core.pipeline import Backend
+from mim_perception.core.pipeline import Backend, ModelOutputs
 from mim_perception.inference.manifest import Manifest, load_manifest
 
 KINDS = ("auto", "onnxruntime", "torch", "tensorrt")
@@ -96,3 +99,37 @@ def load_backend(cfg: BackendConfig) -> tuple[Backend, Manifest, str]:
 
         backend = TensorRTBackend(bundle, manifest, cfg)
     return backend, manifest, reason
+
+
+class SerialBackend:
+    """A backend shared by several camera pipelines: one inference at a time (CUDA graphs and pinned buffers are
+    static; on the CPU, concurrent runs would only oversubscribe the cores)."""
+
+    def __init__(self, backend: Backend) -> None:
+        self.inner = backend
+        self.name, self.input_hw, self.seg_stride = backend.name, backend.input_hw, backend.seg_stride
+        self._lock = threading.Lock()
+        self.users = 0
+
+    def infer(self, batch: np.ndarray) -> ModelOutputs:
+        with self._lock:
+            return self.inner.infer(batch)
+
+
+class SharedBackends:
+    """One loaded model per (bundle, backend settings) for all the cameras of one process (the in-process graph
+    runner owns one): N cameras cost one model in memory, not N."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._loaded: dict[tuple[str, BackendConfig], tuple[SerialBackend, Manifest, str]] = {}
+
+    def get(self, cfg: BackendConfig) -> tuple[SerialBackend, Manifest, str]:
+        key = (str((Path(cfg.model) if cfg.model else default_model_dir()).resolve()), cfg)
+        with self._lock:   # cameras configure concurrently only in theory, but a double load would waste memory
+            if key not in self._loaded:
+                backend, manifest, reason = load_backend(cfg)
+                self._loaded[key] = (SerialBackend(backend), manifest, reason)
+            shared, manifest, reason = self._loaded[key]
+            shared.users += 1
+        return shared, manifest, reason if shared.users == 1 else f"{reason}; model shared by {shared.users} cameras"

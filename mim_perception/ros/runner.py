@@ -30,6 +30,9 @@ class GraphRunner:
         self.nodes: list[Any] = []
         self._executor: Any = None
         self._thread: threading.Thread | None = None
+        from mim_perception.inference.backends import SharedBackends
+
+        self.shared_backends = SharedBackends()   # cameras with the same model settings load it once
 
     def start(self) -> GraphRunner:
         from rclpy.executors import MultiThreadedExecutor
@@ -37,8 +40,9 @@ class GraphRunner:
         for spec in self.specs:
             module, _, cls_name = spec.factory.partition(":")
             cls = getattr(importlib.import_module(module), cls_name)
+            extra = {"shared_backends": self.shared_backends} if getattr(cls, "accepts_shared_backends", False) else {}
             node = cls(spec.name, namespace=spec.namespace, cli_args=ros_args(spec), context=self.context,
-                       use_global_arguments=False)
+                       use_global_arguments=False, **extra)
             self.nodes.append(node)
         self._executor = MultiThreadedExecutor(num_threads=self.threads, context=self.context)
         for node in self.nodes:

@@ -205,3 +205,29 @@ def test_missing_model_fails_configure_with_the_reason(ros_context, tmp_path):
     _, specs = graph_from_args(_params(tmp_path, tmp_path / "no_such_bundle"), [f"front={TOPIC}"], None)
     with pytest.raises(MimPerceptionError, match="manifest.json not found"):
         GraphRunner(specs, context=ros_context, threads=2).start()
+
+
+def test_cameras_of_one_process_share_one_loaded_model(ros_context, probe, tiny_bundle, tmp_path):
+    node, spin = probe
+    topics = {"front": TOPIC, "left": "/cam/left/image_raw"}
+    _, specs = graph_from_args(_params(tmp_path, tiny_bundle), [f"{n}={t}" for n, t in topics.items()], None)
+    runner = GraphRunner(specs, context=ros_context, threads=4).start()
+    try:
+        backends = {n.get_namespace(): n.perceiver.backend for n in runner.nodes}
+        assert set(backends) == {"/front", "/left"} and backends["/front"] is backends["/left"]
+        assert backends["/front"].users == 2
+        dets: dict[str, list[Detection2DArray]] = {n: [] for n in topics}
+        for n in topics:
+            _collect(node, f"/{n}/perception/out/detections", Detection2DArray, dets[n])
+        pubs = {n: node.create_publisher(Image, t, qos.SENSOR) for n, t in topics.items()}
+        wait_for(lambda: all(p.get_subscription_count() > 0 for p in pubs.values()), 20, spin, "both cameras")
+        t0 = node.get_clock().now().nanoseconds * 1e-9
+        for i in range(4):
+            for p in pubs.values():
+                p.publish(_image(t0 + i * 0.25, i))
+            end = time.monotonic() + 0.25
+            while time.monotonic() < end:
+                spin()
+        wait_for(lambda: all(len(v) >= 4 for v in dets.values()), 20, spin, "detections of both cameras")
+    finally:
+        runner.stop()

@@ -29,7 +29,7 @@ from mim_perception.core.monitoring.health import Level, MonitorConfig, drift_al
 from mim_perception.core.monitoring.ood import OodMonitor
 from mim_perception.core.pipeline import Perceiver, PerceptionConfig, PerceptionResult
 from mim_perception.core.tracking.tracker import Tracker, TrackerConfig
-from mim_perception.inference.backends import BackendConfig, default_model_dir, load_backend
+from mim_perception.inference.backends import BackendConfig, SharedBackends, default_model_dir, load_backend
 from mim_perception.ros import qos
 from mim_perception.ros.detection_msgs import arrays_to_detections
 from mim_perception.ros.diagnostics import to_array, to_status
@@ -43,8 +43,12 @@ NAN = math.nan
 
 
 class PerceptionNode(MimLifecycleNode):
-    def __init__(self, node_name: str = "perception", **kwargs: object) -> None:
+    accepts_shared_backends = True   # the in-process runner hands every camera the same SharedBackends
+
+    def __init__(self, node_name: str = "perception", shared_backends: SharedBackends | None = None,
+                 **kwargs: object) -> None:
         super().__init__(node_name, **kwargs)
+        self.shared_backends = shared_backends
         self._busy = threading.Lock()
         self._arrival = threading.Lock()
         self.warnings: deque[str] = deque(maxlen=3)
@@ -60,7 +64,8 @@ class PerceptionNode(MimLifecycleNode):
         self.stats = self.monitor.new_stats()
         self.hardware_id = self.input.hardware_id or self.get_namespace().strip("/") or "camera"
         try:
-            backend, self.manifest, reason = load_backend(self.bcfg)
+            backend, self.manifest, reason = (self.shared_backends.get(self.bcfg) if self.shared_backends is not None
+                                              else load_backend(self.bcfg))
         except MimPerceptionError as e:
             self.errors.append(f"model load failed: {e}")
             raise
