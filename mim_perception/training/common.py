@@ -85,7 +85,8 @@ def open_source(spec: str, *, cache_dir: Path, labelled: bool) -> Source:
     """A data spec from the command line -> a Source.
 
     ``DIR`` with dataset.json (simgen) or MOT sequences · ``images:DIR`` · ``bag:PATH:TOPIC[:STRIDE]`` ·
-    ``coco:IMAGES_DIR:JSON[:MASKS_DIR]`` · ``synthetic:EPISODES:FRAMES[:SEED[:WIDTHxHEIGHT]]`` (generated and cached).
+    ``coco:IMAGES_DIR:JSON[:MASKS_DIR[:LABEL_MAP]]`` (LABEL_MAP: a table of config/label_maps.yaml, e.g.
+    cityscapes_labelids) · ``synthetic:EPISODES:FRAMES[:SEED[:WIDTHxHEIGHT]]`` (generated and cached).
     """
     from mim_perception.training import sources as S
 
@@ -102,7 +103,10 @@ def open_source(spec: str, *, cache_dir: Path, labelled: bool) -> Source:
         if kind == "bag":
             return S.BagSource(parts[0], parts[1], stride=int(parts[2]) if len(parts) > 2 else 1)
         if kind == "coco":
-            return S.CocoSource(parts[0], parts[1], parts[2] if len(parts) > 2 else None, class_map=COCO_CLASS_MAP)
+            from mim_perception.training.label_maps import load_mask_map
+
+            return S.CocoSource(parts[0], parts[1], parts[2] if len(parts) > 2 else None, class_map=COCO_CLASS_MAP,
+                                mask_map=load_mask_map(parts[3]) if len(parts) > 3 else None)
     except (IndexError, ValueError) as e:
         raise ConfigError(f"bad data spec {spec!r}: {e} (see `--help` for the forms)") from e
     root = Path(rest)
@@ -183,7 +187,7 @@ class Ema:
 
 def add_common_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", action="append", required=True, metavar="SPEC",
-                   help="data: DIR (simgen/MOT) | images:DIR | bag:PATH:TOPIC[:STRIDE] | coco:IMAGES:JSON[:MASKS] | "
+                   help="data: DIR (simgen/MOT) | images:DIR | bag:PATH:TOPIC[:STRIDE] | coco:IMAGES:JSON[:MASKS[:LABEL_MAP]] | "
                         "synthetic:EPISODES:FRAMES[:SEED[:WxH]]; repeatable")
     p.add_argument("--out", required=True, help="run directory (checkpoints, config, metrics, images)")
     p.add_argument("--params-file", help="training parameters overriding config/training.param.yaml")

@@ -25,6 +25,7 @@ from mim_perception.core import imageconv
 from mim_perception.core.errors import BadImageError, BagError, ConfigError, DatasetError
 from mim_perception.core.labels import LabelSpace
 from mim_perception.training.data import Sample
+from mim_perception.training.label_maps import MaskMap
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp")
 
@@ -235,15 +236,17 @@ class CocoSource:
     """Users' own labelled images in COCO JSON; ``class_map`` maps category names to the stack's detection classes.
 
     Categories not in ``class_map`` and crowd annotations are dropped and counted in ``dropped`` (by name).
-    ``masks_dir`` optionally holds ``<image stem>.png`` label masks already in the stack's segmentation
-    space. Episode: the image's ``video_id`` when present, else its folder in ``file_name``, else the image.
+    ``masks_dir`` optionally holds ``<image stem>.png`` label masks, in the stack's segmentation space or, with
+    ``mask_map`` (training/label_maps.py), in a public dataset's ids (Cityscapes, BDD100K). Episode: the image's
+    ``video_id`` when present, else its folder in ``file_name``, else the image.
     """
 
     labelled = True
 
     def __init__(self, images_dir: Path | str, coco_json: Path | str, masks_dir: Path | str | None = None, *,
-                 class_map: Mapping[str, str], labels: LabelSpace | None = None) -> None:
+                 class_map: Mapping[str, str], labels: LabelSpace | None = None, mask_map: MaskMap | None = None) -> None:
         space = labels or LabelSpace.load()
+        self.mask_map = mask_map
         target = {src: space.det_index(dst) for src, dst in class_map.items()}   # ConfigError on an unknown class
         path = Path(coco_json)
         try:
@@ -285,7 +288,9 @@ class CocoSource:
     def __getitem__(self, i: int) -> Sample:
         image = read_image(self.images_dir / self._files[i])
         h, w = image.shape[:2]
-        if self.masks_dir is not None:
+        if self.masks_dir is not None and self.mask_map is not None:
+            seg = self.mask_map.apply(read_mask(self.mask_map.mask_path(self.masks_dir, self._files[i]), image.shape))
+        elif self.masks_dir is not None:
             seg = read_mask(self.masks_dir / (Path(self._files[i]).stem + ".png"), image.shape)
         else:
             seg = np.full((h, w), 255, np.uint8)
