@@ -10,9 +10,10 @@ that is not inference. Ratios are against the first configuration of the same ru
     .venv/bin/python bench/bench_node.py [--seconds 10] [--configs ort:1:10 ort:1:30 int8:4:10 ...] [--json OUT]
 
 Backends: ``ort`` (ONNX Runtime fp32, the CPU default), ``int8`` (the bundle's int8 ONNX model), ``torch``
-(PyTorch CUDA graphs; needs a GPU). Cameras of one process share one loaded model. ``--keep-awake`` runs a ``nice 19`` busy loop beside the graph: on
-VMs that halt idle vCPUs the pipeline otherwise stalls whenever it idles between frames (README, "Perception
-node and backends"); the numbers are reported with the flag so that artefact is visible, not hidden.
+(PyTorch CUDA graphs; needs a GPU); ``-noood`` variants turn the MIM OOD scorer off (its cost). Cameras of one
+process share one loaded model. ``--keep-awake`` runs a ``nice 19`` busy loop beside the graph: on VMs that halt
+idle vCPUs the pipeline otherwise stalls whenever it idles between frames (README, "Perception node and
+backends"); the numbers are reported with the flag so that artefact is visible, not hidden.
 """
 
 from __future__ import annotations
@@ -30,11 +31,14 @@ from typing import Any
 
 import numpy as np
 
-DEFAULT = ["ort:1:10", "ort:1:30", "ort:1:60", "int8:1:10", "int8:1:30", "int8:1:60", "ort:4:10", "int8:4:10",
-           "int8:8:10", "int8:8:30"]
+DEFAULT = ["ort:1:10", "ort:1:30", "ort:1:60", "ort-noood:1:30", "int8:1:10", "int8:1:30", "int8:1:60",
+           "int8-noood:1:30", "ort:4:10", "int8:4:10", "int8:8:10", "int8:8:30"]
 STAGES = ("decode", "preprocess", "inference", "postprocess", "tracking", "publish")
 BACKEND_PARAMS = {"ort": ["backend.kind=onnxruntime"], "int8": ["backend.kind=onnxruntime", "backend.int8_onnx=true"],
-                  "torch": ["backend.kind=torch", "backend.precision=fp32"]}
+                  "torch": ["backend.kind=torch", "backend.precision=fp16"],
+                  # the same without the MIM OOD scorer (what monitoring costs)
+                  "ort-noood": ["backend.kind=onnxruntime", "perception.ood_every=0"],
+                  "int8-noood": ["backend.kind=onnxruntime", "backend.int8_onnx=true", "perception.ood_every=0"]}
 
 
 def frames(n: int = 30) -> list[np.ndarray]:
@@ -43,9 +47,10 @@ def frames(n: int = 30) -> list[np.ndarray]:
     return [f.image for f in SyntheticScene(SceneConfig(frames=n, seed=11)).frames()]
 
 
-def run_config(backend: str, cameras: int, hz: float, seconds: float, images: list[np.ndarray], tmp: Path) -> dict[str, Any]:
+def run_config(backend: str, cameras: int, hz: float, seconds: float, images: list[np.ndarray], tmp: Path,
+               model: str | None) -> dict[str, Any]:
     import rclpy
-    from diagnostic_msgs.msg import DiagnosticArray  # noqa: F401  (imported for the interfaces' type support)
+    from diagnostic_msgs.msg import DiagnosticArray
     from mim_perception_msgs.msg import FrameLatency
     from rclpy.context import Context
     from rclpy.executors import MultiThreadedExecutor
@@ -63,7 +68,7 @@ def run_config(backend: str, cameras: int, hz: float, seconds: float, images: li
     cfg = load_config(GraphConfig, None, {"graph.use_sim_time": False, "graph.perception": True,
                                           "graph.camera_monitor": False}, prefix="graph.")
     os.environ.update(fastdds_env(cfg))
-    user = params_file(tmp, None, [*BACKEND_PARAMS[backend], f"backend.intra_op_threads={os.cpu_count() or 1}"])
+    user = params_file(tmp, model, [*BACKEND_PARAMS[backend], f"backend.intra_op_threads={os.cpu_count() or 1}"])
     specs = describe(cfg, [Camera.parse(f"{n}=/bench/{n}/image_raw") for n in names], str(user) if user else None)
     ctx = Context()
     rclpy.init(context=ctx, domain_id=private_domain_id())
@@ -73,6 +78,7 @@ def run_config(backend: str, cameras: int, hz: float, seconds: float, images: li
     got: dict[str, list[float]] = {n: [] for n in names}
     stages: dict[str, list[float]] = {s: [] for s in (*STAGES, "pipeline")}
     drops = {n: (0, 0) for n in names}
+    diag: dict[str, dict[str, str]] = {}
     try:
         runner.start()
         node = rclpy.create_node("mim_bench_node", context=ctx)
@@ -91,6 +97,13 @@ def run_config(backend: str, cameras: int, hz: float, seconds: float, images: li
                 stages["pipeline"].append(m.pipeline_ms)
                 drops[cam] = (m.frames_received, m.dropped_busy + m.dropped_superseded)
 
+        def on_diag(m: Any) -> None:
+            with lock:
+                for st in m.status:
+                    if st.hardware_id in got and any(kv.key == "model" for kv in st.values):
+                        diag[st.hardware_id] = {kv.key: kv.value for kv in st.values}
+
+        node.create_subscription(DiagnosticArray, "/diagnostics", on_diag, qos.RELIABLE)
         pubs = {n: node.create_publisher(Image, f"/bench/{n}/image_raw", qos.SENSOR) for n in names}
         for n in names:
             node.create_subscription(Detection2DArray, f"/{n}/perception/out/detections",
@@ -131,6 +144,8 @@ def run_config(backend: str, cameras: int, hz: float, seconds: float, images: li
     lat = np.concatenate([np.asarray(v) for v in got.values()]) if offered else np.zeros(0)
     answered = len(lat)
     st = {s: float(np.median(v)) if v else float("nan") for s, v in stages.items()}
+    mon = [float(d.get("monitoring_p50_ms", "nan")) for d in diag.values()]
+    st["monitoring (diagnostics)"] = float(np.nanmean(mon)) if mon else float("nan")
     overhead = sum(st[s] for s in STAGES if s != "inference")
     frame_ms = sum(st[s] for s in STAGES)
     return {"backend": backend, "cameras": cameras, "hz": hz, "offered": offered, "answered": answered,
@@ -139,13 +154,15 @@ def run_config(backend: str, cameras: int, hz: float, seconds: float, images: li
             "p50_ms": float(np.percentile(lat, 50)) if answered else float("nan"),
             "p99_ms": float(np.percentile(lat, 99)) if answered else float("nan"),
             "max_ms": float(lat.max()) if answered else float("nan"),
-            "stages_p50_ms": st, "non_inference_share": overhead / frame_ms if frame_ms else float("nan")}
+            "stages_p50_ms": st, "non_inference_share": overhead / frame_ms if frame_ms else float("nan"),
+            "ood_scored": sum(int(d.get("ood_scored", "0")) for d in diag.values())}
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--configs", nargs="+", default=DEFAULT, metavar="BACKEND:CAMERAS:HZ")
     ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--model", help="model bundle (default: the shipped one)")
     ap.add_argument("--keep-awake", action="store_true", help="nice-19 busy loop beside the graph (VM idle stalls)")
     ap.add_argument("--json")
     args = ap.parse_args()
@@ -156,17 +173,17 @@ def main() -> int:
         with tempfile.TemporaryDirectory() as tmp:
             for c in args.configs:
                 b, n, hz = c.split(":")
-                r = run_config(b, int(n), float(hz), args.seconds, images, Path(tmp))
+                r = run_config(b, int(n), float(hz), args.seconds, images, Path(tmp), args.model)
                 rows.append(r)
                 print(json.dumps(r), flush=True)
     finally:
         if awake is not None:
             awake.kill()
     base = rows[0]["p50_ms"]
-    print(f"\n{'backend':>7} {'cams':>4} {'Hz':>4} {'answered':>12} {'fps':>6} {'p50':>7} {'p99':>7} {'max':>7} "
+    print(f"\n{'backend':>10} {'cams':>4} {'Hz':>4} {'answered':>12} {'fps':>6} {'p50':>7} {'p99':>7} {'max':>7} "
           f"{'infer':>6} {'non-infer':>9} {'p50 vs row 1':>12}")
     for r in rows:
-        print(f"{r['backend']:>7} {r['cameras']:>4} {r['hz']:>4.0f} {r['answered']:>5}/{r['offered']:<6} "
+        print(f"{r['backend']:>10} {r['cameras']:>4} {r['hz']:>4.0f} {r['answered']:>5}/{r['offered']:<6} "
               f"{r['answered_fps']:6.1f} {r['p50_ms']:7.1f} {r['p99_ms']:7.1f} {r['max_ms']:7.1f} "
               f"{r['stages_p50_ms']['inference']:6.1f} {r['non_inference_share']:9.0%} {r['p50_ms'] / base:11.2f}x")
     if args.json:

@@ -56,7 +56,7 @@ class PerceptionConfig:
     max_detections: int = field(metadata=rng(1, 10000))
     seg_full_resolution: bool
     drift_every: int = field(metadata=rng(1, 10000, unit="frames"))
-    ood_every: int = field(metadata=rng(1, 10000, unit="frames"))
+    ood_every: int = field(metadata=rng(0, 10000, unit="frames"))   # 0 = OOD scoring off
 
 
 @dataclass

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-STAGES = ("decode", "preprocess", "inference", "postprocess", "tracking", "publish")
+STAGES = ("decode", "preprocess", "inference", "postprocess", "tracking", "monitoring", "publish")
 
 
 @dataclass

@@ -120,7 +120,7 @@ class PerceptionNode(MimLifecycleNode):
     def _load_ood(self, bundle: Path) -> OodMonitor | None:
         from mim_perception.inference.ood_model import load_ood
 
-        if "ood" not in self.manifest.files:   # a bundle exported without --mim: not a fault, said in the values
+        if "ood" not in self.manifest.files or self.pcfg.ood_every == 0:   # not a fault: said in the values
             return None
         try:
             error_fn, ref = load_ood(bundle, self.manifest)
@@ -225,7 +225,8 @@ class PerceptionNode(MimLifecycleNode):
         verdict.values |= {"model": self.model_id, "backend": self.perceiver.backend.name,
                            "drift_p_value": f"{self.drift_alarm.p_value:.3g}",
                            "drift_low_p_run": str(self.drift_alarm.run), "invalid_outputs": str(self.invalid_outputs),
-                           "ood_score": f"{ood:.5f}" if self.ood is not None else "disabled (no OOD model in bundle)"}
+                           "ood_score": f"{ood:.5f}" if self.ood is not None else
+                           "off (perception.ood_every 0)" if self.pcfg.ood_every == 0 else "off (no OOD model in bundle)"}
         if self.ood is not None:
             verdict.values |= {"ood_scored": str(self.ood.scored), "ood_skipped_busy": str(self.ood.skipped_busy),
                                "ood_rejected": str(self.ood.rejected)}
