@@ -243,8 +243,6 @@ def recalibrate_drift(bundle: Path, specs: list[str], *, frames: int, cache_dir:
     """Rebuild an existing bundle's drift reference from ``frames`` clean frames of ``specs`` (in drive order) with the
     bundle's own ONNX model, and re-sign the manifest. More (and more varied) validation drives than at export make
     the null wider and the monitor quieter on clean scenes it has not seen."""
-    from dataclasses import replace
-
     from mim_perception.core.config import load_config
     from mim_perception.core.pipeline import PerceptionConfig
 
@@ -256,18 +254,51 @@ def recalibrate_drift(bundle: Path, specs: list[str], *, frames: int, cache_dir:
     data = _frames(specs, frames, hw, cache_dir)
     embeds = np.concatenate([sess.run(None, {INPUT_NAME: f[None]})[k] for f in data])
     ref = DriftReference.build(embeds, window=window, dims=16, sample=256, sequential=True, stride=stride)
+    return _save_reference(bundle, manifest, ref, f"{len(embeds)} frames of {specs} in temporal order, {hw[0]}×{hw[1]}, "
+                           f"window {window}, null of runs sampled every {stride} frames like the node "
+                           "(mim-perception export --recalibrate-drift)")
+
+
+def recalibrate_drift_from_replay(bundle: Path, replay: Path, *, window: int = 32, null_draws: int = 4000) -> Manifest:
+    """Rebuild the drift reference from embeddings already sampled like the node (``bench/drift_replay.py``: one
+    per ``perception.drift_every`` camera frames of long clean drives, in order): the reference sample and a null of
+    ``null_draws`` windows come from the same kind of input the node will judge."""
+    from mim_perception.core.config import load_config
+    from mim_perception.core.pipeline import PerceptionConfig
+
+    manifest = load_manifest(bundle)
+    with np.load(replay, allow_pickle=False) as z:
+        embeds, meta = z["embeddings"], json.loads(str(z["meta"]))
+    if meta.get("model_sha256") != manifest.sha256.get(manifest.files["onnx"]):
+        raise ConfigError(f"{replay} was embedded by another model (sha256 {str(meta.get('model_sha256'))[:12]}), "
+                          f"not by {bundle}'s {manifest.files['onnx']}")
+    every = load_config(PerceptionConfig, None, prefix="perception.").drift_every
+    if meta.get("every") != every:
+        raise ConfigError(f"{replay} samples every {meta.get('every')} frames, the node every {every} "
+                          "(perception.drift_every): re-run the replay")
+    ref = DriftReference.build(embeds, window=window, dims=16, sample=256, null_draws=null_draws, sequential=True)
+    return _save_reference(bundle, manifest, ref, f"{len(embeds)} node-sampled embeddings of {meta['minutes']:g} min of "
+                           f"clean procedural driving at {meta['hz']:g} Hz (seeds {meta['seed']}+, every {every} frames), "
+                           f"window {window}, null of {null_draws} windows (export --recalibrate-drift --drift-replay)")
+
+
+def _save_reference(bundle: Path, manifest: Manifest, ref: DriftReference, how: str) -> Manifest:
+    from dataclasses import replace
+
     ref.save(bundle / "drift_reference.npz")
-    training = dict(manifest.training) | {"drift_reference": f"{len(embeds)} frames of {specs} in temporal order, "
-                                                             f"{hw[0]}×{hw[1]}, window {window}, null of runs sampled "
-                                                             f"every {stride} frames like the node "
-                                                             "(mim-perception export --recalibrate-drift)",
-                                          "drift_window": window}
+    training = dict(manifest.training) | {"drift_reference": how, "drift_window": ref.window}
     write_manifest(bundle, replace(manifest, files=dict(manifest.files) | {"drift_reference": "drift_reference.npz"},
                                    training=training))
     return load_manifest(bundle)
 
 
 def _main(args: argparse.Namespace) -> int:
+    if args.recalibrate_drift and args.drift_replay:
+        m = recalibrate_drift_from_replay(Path(args.out), Path(args.drift_replay))
+        print(f"export: drift reference of {args.out} rebuilt ({m.training['drift_reference']}); manifest re-signed")
+        return 0
+    if not args.data:
+        raise ConfigError("--data is required (except for --recalibrate-drift --drift-replay)")
     if args.recalibrate_drift:
         m = recalibrate_drift(Path(args.out), args.data, frames=args.frames, cache_dir=Path(args.cache_dir))
         print(f"export: drift reference of {args.out} rebuilt ({m.training['drift_reference']}); manifest re-signed")
@@ -299,7 +330,9 @@ def register(sub: argparse._SubParsersAction, verb: str) -> None:
     p.add_argument("--attach-ood", action="store_true",
                    help="only add the OOD scorer (--mim) to the existing bundle --out, references from --data")
     p.add_argument("--mim", help="OUT/mim.pt of `pretrain`: adds the OOD scorer")
-    p.add_argument("--data", action="append", required=True, metavar="SPEC", help="frames for parity/calibration/references")
+    p.add_argument("--drift-replay", metavar="NPZ",
+                   help="with --recalibrate-drift: node-sampled embeddings of clean drives (bench/drift_replay.py)")
+    p.add_argument("--data", action="append", metavar="SPEC", help="frames for parity/calibration/references")
     p.add_argument("--out", required=True, help="bundle directory")
     p.add_argument("--name", help="model name (default: the bundle directory's name)")
     p.add_argument("--frames", type=int, default=320, help="frames used for calibration and references")

@@ -112,3 +112,30 @@ def test_ood_monitor_counts_failures_and_nonfinite_errors() -> None:
         mon.close()
     with pytest.raises(ConfigError):
         OodMonitor(flaky, ref, every=0)
+
+
+def test_recalibrate_from_a_node_sampled_replay(tiny_bundle, tmp_path) -> None:
+    import json
+    import shutil
+
+    from mim_perception.core.monitoring.drift import DriftReference
+    from mim_perception.inference.manifest import load_manifest
+    from mim_perception.tools.export import recalibrate_drift_from_replay
+
+    bundle = tmp_path / "b"
+    shutil.copytree(tiny_bundle, bundle)
+    m = load_manifest(bundle)
+    rng = np.random.default_rng(0)
+    emb = rng.normal(size=(600, m.embed_dim)).astype(np.float32)
+    meta = {"model_sha256": m.sha256[m.files["onnx"]], "every": 5, "minutes": 2.0, "hz": 30.0, "seed": 20000}
+    np.savez(tmp_path / "r.npz", embeddings=emb, meta=json.dumps(meta))
+    m2 = recalibrate_drift_from_replay(bundle, tmp_path / "r.npz", null_draws=300)
+    ref = DriftReference.load(bundle / m2.files["drift_reference"])
+    assert len(ref.null) == 300 and ref.window == 32 and "node-sampled" in m2.training["drift_reference"]
+    load_manifest(bundle)   # re-signed: every sha256 still verifies
+    np.savez(tmp_path / "other.npz", embeddings=emb, meta=json.dumps(meta | {"model_sha256": "0" * 64}))
+    with pytest.raises(ConfigError, match="another model"):
+        recalibrate_drift_from_replay(bundle, tmp_path / "other.npz")
+    np.savez(tmp_path / "every.npz", embeddings=emb, meta=json.dumps(meta | {"every": 3}))
+    with pytest.raises(ConfigError, match="drift_every"):
+        recalibrate_drift_from_replay(bundle, tmp_path / "every.npz")
