@@ -61,6 +61,19 @@ def _state_at(times: np.ndarray, ev_times: np.ndarray, ev_err: np.ndarray) -> np
     return np.where(idx >= 0, ev_err[np.maximum(idx, 0)], False)
 
 
+def _combined(p: np.ndarray, t: np.ndarray, ood: tuple[np.ndarray, np.ndarray] | None, span: float) -> np.ndarray:
+    """Per drift evaluation: -log p of the window + mean -log p of the OOD scores inside the window's span (Fisher-
+    style sum; a separability score for AUROC, not a calibrated p-value)."""
+    s = -np.log(np.maximum(p, 1e-300))
+    if ood is None or not len(ood[0]):
+        return s
+    op, ot = ood
+    lo, hi = np.searchsorted(ot, t - span, side="right"), np.searchsorted(ot, t, side="right")
+    csum = np.concatenate([[0.0], np.cumsum(-np.log(np.maximum(op, 1e-300)))])
+    n = hi - lo
+    return s + np.where(n > 0, (csum[hi] - csum[lo]) / np.maximum(n, 1), 0.0)
+
+
 def main() -> int:
     from mim_perception.core.config import load_config
     from mim_perception.core.monitoring.drift import DriftReference
@@ -122,11 +135,18 @@ def main() -> int:
         series = {n: _drift(ref, d) for n, d in drives.items()}
         eval_s = float(np.median(np.diff(series["clean"][1])))
         hours = len(series["clean"][0]) * eval_s / 3600
+        span = (ref.window - 1) * eval_s
+        ood_clean = ood_p.get("clean")
+        comb_clean = _combined(*series["clean"], ood_clean, span)
         res: dict[str, Any] = {"median_p": {n: float(np.median(p)) for n, (p, _) in series.items()},
                                "auroc_window": {n: auroc(-np.log(series["clean"][0]), -np.log(p))
-                                                for n, (p, _) in series.items() if n != "clean"}, "rules": []}
+                                                for n, (p, _) in series.items() if n != "clean"},
+                               "auroc_window_with_ood": {n: auroc(comb_clean, _combined(p, t, ood_p.get(n), span))
+                                                         for n, (p, t) in series.items() if n != "clean"} if ood_p else {},
+                               "rules": []}
         print(f"\n== drift, reference: {rname}   (clean replay {hours:.2f} h, evaluation every {eval_s:.3f} s)")
         print("AUROC per window: " + ", ".join(f"{n} {a:.3f}" for n, a in res["auroc_window"].items()))
+        print("AUROC per window, drift + OOD: " + ", ".join(f"{n} {a:.3f}" for n, a in res["auroc_window_with_ood"].items()))
         cols = [n for n in drives if n != "clean"]
         print(f"{'p_error':>8} {'persist':>7} {'clean ev/h':>10} " + " ".join(f"{c[:16]:>16}" for c in cols)
               + "   (drift / either ERROR share)")
