@@ -47,6 +47,42 @@ def frames(n: int = 30) -> list[np.ndarray]:
     return [f.image for f in SyntheticScene(SceneConfig(frames=n, seed=11)).frames()]
 
 
+def model_only(model: str | None, image: np.ndarray, runs: int = 20) -> dict[str, float]:
+    """Peers on the same input: the shipped model in eager PyTorch (CPU, fp32) vs ONNX Runtime fp32 vs int8."""
+    import onnxruntime as ort
+    import torch
+
+    from mim_perception.core.preprocess import letterbox
+    from mim_perception.inference.backends import default_model_dir
+    from mim_perception.inference.manifest import INPUT_NAME, load_manifest
+    from mim_perception.inference.torch_backend import build_export_module
+
+    bundle = Path(model) if model else default_model_dir()
+    m = load_manifest(bundle)
+    x = np.ascontiguousarray(letterbox(image, (m.input_height, m.input_width))[0].transpose(2, 0, 1)[None])
+
+    def median_ms(fn: Any) -> float:
+        for _ in range(3):
+            fn()
+        t = []
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            fn()
+            t.append((time.perf_counter() - t0) * 1e3)
+        return float(np.median(t))
+
+    module = build_export_module(bundle, m).float().eval()
+    xt = torch.from_numpy(x)
+    with torch.inference_mode():
+        out = {"torch_eager_fp32": median_ms(lambda: module(xt))}
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = os.cpu_count() or 1
+    for role, name in (("onnx", "ort_fp32"), ("onnx_int8", "ort_int8")):
+        sess = ort.InferenceSession(str(m.path(bundle, role)), opts, providers=["CPUExecutionProvider"])
+        out[name] = median_ms(lambda sess=sess: sess.run(None, {INPUT_NAME: x}))
+    return out
+
+
 def run_config(backend: str, cameras: int, hz: float, seconds: float, images: list[np.ndarray], tmp: Path,
                model: str | None) -> dict[str, Any]:
     import rclpy
@@ -170,6 +206,10 @@ def main() -> int:
     awake = subprocess.Popen(["nice", "-n", "19", sys.executable, "-c", "while True: pass"]) if args.keep_awake else None
     rows = []
     try:
+        peers = model_only(args.model, images[0])
+        print("model only (median ms, same input): " + ", ".join(f"{k} {v:.1f}" for k, v in peers.items())
+              + f"; ORT fp32 is {peers['torch_eager_fp32'] / peers['ort_fp32']:.2f}x eager torch, "
+              f"int8 {peers['torch_eager_fp32'] / peers['ort_int8']:.2f}x", flush=True)
         with tempfile.TemporaryDirectory() as tmp:
             for c in args.configs:
                 b, n, hz = c.split(":")
@@ -189,7 +229,8 @@ def main() -> int:
     if args.json:
         Path(args.json).write_text(json.dumps({"command": " ".join([".venv/bin/python", "bench/bench_node.py",
                                                                      *sys.argv[1:]]),
-                                               "keep_awake": args.keep_awake, "seconds": args.seconds, "rows": rows},
+                                               "keep_awake": args.keep_awake, "seconds": args.seconds,
+                                               "model_only_ms": peers, "rows": rows},
                                               indent=1))
     return 0
 
