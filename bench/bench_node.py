@@ -38,7 +38,8 @@ BACKEND_PARAMS = {"ort": ["backend.kind=onnxruntime"], "int8": ["backend.kind=on
                   "torch": ["backend.kind=torch", "backend.precision=fp16"],
                   # the same without the MIM OOD scorer (what monitoring costs)
                   "ort-noood": ["backend.kind=onnxruntime", "perception.ood_every=0"],
-                  "int8-noood": ["backend.kind=onnxruntime", "backend.int8_onnx=true", "perception.ood_every=0"]}
+                  "int8-noood": ["backend.kind=onnxruntime", "backend.int8_onnx=true", "perception.ood_every=0"],
+                  "ort-1thread": ["backend.kind=onnxruntime", "backend.intra_op_threads=1"]}
 
 
 def frames(n: int = 30) -> list[np.ndarray]:
@@ -104,7 +105,7 @@ def run_config(backend: str, cameras: int, hz: float, seconds: float, images: li
     cfg = load_config(GraphConfig, None, {"graph.use_sim_time": False, "graph.perception": True,
                                           "graph.camera_monitor": False}, prefix="graph.")
     os.environ.update(fastdds_env(cfg))
-    user = params_file(tmp, model, [*BACKEND_PARAMS[backend], f"backend.intra_op_threads={os.cpu_count() or 1}"])
+    user = params_file(tmp, model, [f"backend.intra_op_threads={os.cpu_count() or 1}", *BACKEND_PARAMS[backend]])
     specs = describe(cfg, [Camera.parse(f"{n}=/bench/{n}/image_raw") for n in names], str(user) if user else None)
     ctx = Context()
     rclpy.init(context=ctx, domain_id=private_domain_id())

@@ -141,6 +141,20 @@ def results_markdown(rdir: Path) -> str:
     return "\n".join(rows) + "\n"
 
 
+def bench_node_markdown(doc: dict[str, Any]) -> str:
+    """The in-node latency table of ``bench/bench_node.py --json`` (docs/results/bench_node_cpu.json)."""
+    m = doc["model_only_ms"]
+    rows = [f"Model only, same input (median): eager PyTorch fp32 {m['torch_eager_fp32']:.1f} ms, ONNX Runtime fp32 "
+            f"{m['ort_fp32']:.1f} ms ({m['torch_eager_fp32'] / m['ort_fp32']:.2f}× eager), int8 {m['ort_int8']:.1f} ms.",
+            "", "| backend | cameras | offered Hz (each) | answered | answered fps (all) | p50 ms | p99 ms | max ms | "
+            "inference p50 ms | not inference |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in doc["rows"]:
+        rows.append(f"| {r['backend']} | {r['cameras']} | {r['hz']:.0f} | {r['answered']}/{r['offered']} | "
+                    f"{r['answered_fps']:.1f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['max_ms']:.1f} | "
+                    f"{r['stages_p50_ms']['inference']:.1f} | {r['non_inference_share']:.0%} |")
+    return "\n".join(rows) + f"\n\n`{doc['command']}`\n"
+
+
 def splice(text: str, name: str, body: str) -> str:
     begin, end = f"<!-- generated: {name} -->", f"<!-- end generated: {name} -->"
     if begin not in text or end not in text:
@@ -156,6 +170,9 @@ def generate(root: Path) -> dict[Path, str]:
     text = readme.read_text()
     text = splice(text, "nodes", nodes_markdown())
     text = splice(text, "results", results_markdown(root / "docs" / "results"))
+    bench = root / "docs" / "results" / "bench_node_cpu.json"
+    if bench.is_file():
+        text = splice(text, "bench_node", bench_node_markdown(json.loads(bench.read_text())))
     params = root / "docs" / "parameters.md"
     ptext = params.read_text() if params.exists() else \
         "# Parameters\n\n<!-- generated: parameters -->\n<!-- end generated: parameters -->\n"
