@@ -231,3 +231,53 @@ def test_cameras_of_one_process_share_one_loaded_model(ros_context, probe, tiny_
         wait_for(lambda: all(len(v) >= 4 for v in dets.values()), 20, spin, "detections of both cameras")
     finally:
         runner.stop()
+
+
+def test_nonfinite_outputs_turn_diagnostics_error_then_warn(ros_context, probe, tiny_bundle, tmp_path, monkeypatch):
+    from mim_perception.inference.ort_backend import OrtBackend
+
+    real = OrtBackend.infer
+    poison = {"on": True}
+
+    def nan_boxes(self, batch):   # a numerically broken model: NaN in some candidates
+        out = real(self, batch)
+        if poison["on"]:
+            out.boxes[:, :3] = np.nan
+        return out
+
+    monkeypatch.setattr(OrtBackend, "infer", nan_boxes)
+    node, spin = probe
+    _, specs = graph_from_args(_params(tmp_path, tiny_bundle), [f"front={TOPIC}"], None)
+    runner = GraphRunner(specs, context=ros_context, threads=3).start()
+    try:
+        diags: list[DiagnosticStatus] = []
+        lat: list[FrameLatency] = []
+        _collect(node, "/front/perception/out/latency", FrameLatency, lat)
+        node.create_subscription(DiagnosticArray, "/diagnostics",
+                                 lambda m: diags.extend(s for s in m.status if s.hardware_id == "front"), qos.RELIABLE)
+        pub = node.create_publisher(Image, TOPIC, qos.SENSOR)
+        wait_for(lambda: pub.get_subscription_count() > 0, 20, spin, "perception to subscribe")
+        t0 = node.get_clock().now().nanoseconds * 1e-9
+
+        def send(i: int) -> None:
+            pub.publish(_image(t0 + i * 0.1, i))
+            end = time.monotonic() + 0.1
+            while time.monotonic() < end:
+                spin()
+
+        send(0)
+        wait_for(lambda: any(d.level == DiagnosticStatus.ERROR and "non-finite" in d.message for d in diags), 10, spin,
+                 "ERROR for non-finite outputs")
+        poison["on"] = False
+        n = len(diags)
+        k = [1]
+
+        def aged() -> bool:   # keep frames coming, so input silence never masks the message
+            send(k[0])
+            k[0] += 1
+            return any("none recently" in d.message for d in diags[n:])
+
+        wait_for(aged, 15, None, "the fault to age into WARN")
+        assert len(lat) >= 2, "the node kept processing"
+    finally:
+        runner.stop()

@@ -53,6 +53,7 @@ class PerceptionNode(MimLifecycleNode):
         self._arrival = threading.Lock()
         self.warnings: deque[str] = deque(maxlen=3)
         self.invalid_outputs = 0
+        self._invalid_reported = 0   # invalid_outputs at the last diagnostics message
         self.ood: OodMonitor | None = None
 
     def configure(self) -> None:
@@ -219,12 +220,16 @@ class PerceptionNode(MimLifecycleNode):
         findings += [self.drift_alarm.finding(), self.ood_alarm.finding()]
         if self.ood is not None and self.ood.last_error:
             findings.append((Level.WARN, f"OOD scorer failing: {self.ood.last_error}"))
-        if self.invalid_outputs:
-            findings.append((Level.WARN, f"{self.invalid_outputs} non-finite model outputs dropped"))
+        new_invalid, self._invalid_reported = self.invalid_outputs - self._invalid_reported, self.invalid_outputs
+        if new_invalid:   # the model produced NaN/inf since the last report: a fault now, not a past one
+            findings.append((Level.ERROR, f"{new_invalid} non-finite model outputs dropped since the last report"))
+        elif self.invalid_outputs:
+            findings.append((Level.WARN, f"{self.invalid_outputs} non-finite model outputs dropped (none recently)"))
         verdict = judge(self.stats, self.monitor, self._now(), tuple(self.errors), tuple(findings))
         verdict.values |= {"model": self.model_id, "backend": self.perceiver.backend.name,
                            "drift_p_value": f"{self.drift_alarm.p_value:.3g}",
                            "drift_low_p_run": str(self.drift_alarm.run), "invalid_outputs": str(self.invalid_outputs),
+                           "drift_rejected_embeddings": str(self.drift.rejected if self.drift is not None else 0),
                            "ood_score": f"{ood:.5f}" if self.ood is not None else
                            "off (perception.ood_every 0)" if self.pcfg.ood_every == 0 else "off (no OOD model in bundle)"}
         if self.ood is not None:
