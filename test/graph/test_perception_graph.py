@@ -57,6 +57,18 @@ def _collect(node, topic, typ, out):
     node.create_subscription(typ, topic, out.append, qos.RELIABLE)
 
 
+def _collect_diagnostics(node, hardware_id, out):
+    node.create_subscription(DiagnosticArray, "/diagnostics",
+                             lambda m: out.extend(s for s in m.status if s.hardware_id == hardware_id), qos.RELIABLE)
+
+
+def _camera(node, spin, topic=TOPIC):
+    """A camera publisher the perception node has subscribed to."""
+    pub = node.create_publisher(Image, topic, qos.SENSOR)
+    wait_for(lambda: pub.get_subscription_count() > 0, 20, spin, "perception to subscribe")
+    return pub
+
+
 def test_outputs_keep_stamp_frame_and_camera_pixels(ros_context, probe, tiny_bundle, tmp_path):
     node, spin = probe
     _, specs = graph_from_args(_params(tmp_path, tiny_bundle), [f"front={TOPIC}"], None)
@@ -71,10 +83,8 @@ def test_outputs_keep_stamp_frame_and_camera_pixels(ros_context, probe, tiny_bun
         _collect(node, "/front/perception/out/segmentation", Image, segs)
         _collect(node, "/front/perception/out/tracks", TrackArray, tracks)
         _collect(node, "/front/perception/out/latency", FrameLatency, lat)
-        node.create_subscription(DiagnosticArray, "/diagnostics",
-                                 lambda m: diags.extend(s for s in m.status if s.hardware_id == "front"), qos.RELIABLE)
-        pub = node.create_publisher(Image, TOPIC, qos.SENSOR)
-        wait_for(lambda: pub.get_subscription_count() > 0, 20, spin, "perception to subscribe")
+        _collect_diagnostics(node, "front", diags)
+        pub = _camera(node, spin)
         t0 = node.get_clock().now().nanoseconds * 1e-9
         sent = []
         for i in range(8):
@@ -136,10 +146,8 @@ def test_ood_scores_reach_drift_status_and_diagnostics(ros_context, probe, ood_b
         drift: list[DriftStatus] = []
         diags: list[DiagnosticStatus] = []
         _collect(node, "/front/perception/out/drift", DriftStatus, drift)
-        node.create_subscription(DiagnosticArray, "/diagnostics",
-                                 lambda m: diags.extend(s for s in m.status if s.hardware_id == "front"), qos.RELIABLE)
-        pub = node.create_publisher(Image, TOPIC, qos.SENSOR)
-        wait_for(lambda: pub.get_subscription_count() > 0, 20, spin, "perception to subscribe")
+        _collect_diagnostics(node, "front", diags)
+        pub = _camera(node, spin)
         t0 = node.get_clock().now().nanoseconds * 1e-9
         for i in range(16):
             pub.publish(_image(t0 + i * 0.1, i))
@@ -180,8 +188,7 @@ def test_busy_frames_are_dropped_and_counted(ros_context, probe, tiny_bundle, tm
     try:
         lat: list[FrameLatency] = []
         _collect(node, "/front/perception/out/latency", FrameLatency, lat)
-        pub = node.create_publisher(Image, TOPIC, qos.SENSOR)
-        wait_for(lambda: pub.get_subscription_count() > 0, 20, spin, "perception to subscribe")
+        pub = _camera(node, spin)
         t0 = node.get_clock().now().nanoseconds * 1e-9
         n = 30
         for i in range(n):   # 30 Hz into a 150 ms pipeline
@@ -253,10 +260,8 @@ def test_nonfinite_outputs_turn_diagnostics_error_then_warn(ros_context, probe, 
         diags: list[DiagnosticStatus] = []
         lat: list[FrameLatency] = []
         _collect(node, "/front/perception/out/latency", FrameLatency, lat)
-        node.create_subscription(DiagnosticArray, "/diagnostics",
-                                 lambda m: diags.extend(s for s in m.status if s.hardware_id == "front"), qos.RELIABLE)
-        pub = node.create_publisher(Image, TOPIC, qos.SENSOR)
-        wait_for(lambda: pub.get_subscription_count() > 0, 20, spin, "perception to subscribe")
+        _collect_diagnostics(node, "front", diags)
+        pub = _camera(node, spin)
         t0 = node.get_clock().now().nanoseconds * 1e-9
 
         def send(i: int) -> None:
