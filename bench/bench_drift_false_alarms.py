@@ -81,6 +81,7 @@ def main() -> int:
     from mim_perception.core.monitoring.ood import OodReference
     from mim_perception.inference.manifest import load_manifest
     from mim_perception.tools.evaluate_robustness import auroc
+    from mim_perception.tools.export import REPLAY_NULL_DRAWS, reference_from_replay
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="models/mim_convnext_atto_cpu")
@@ -88,7 +89,7 @@ def main() -> int:
     ap.add_argument("--clean-ood", help="clean replay with OOD errors (default: --clean)")
     ap.add_argument("--corrupted", nargs="*", default=[], help="corrupted replays (embeddings and OOD errors)")
     ap.add_argument("--calibration", help="another clean replay: also evaluate a drift reference rebuilt from it")
-    ap.add_argument("--null-draws", type=int, default=4000)
+    ap.add_argument("--null-draws", type=int, default=REPLAY_NULL_DRAWS)
     ap.add_argument("--p-error", type=float, nargs="*", help="drift rules to compare (default: monitor.drift_p_error)")
     ap.add_argument("--persist", type=int, nargs="*", help="drift rules to compare (default: monitor.drift_persist)")
     ap.add_argument("--ood-persist", type=int, nargs="*", help="OOD rules to compare (default: monitor.ood_persist)")
@@ -101,8 +102,8 @@ def main() -> int:
     refs = {"shipped": DriftReference.load(bundle / m.files["drift_reference"])}
     if args.calibration:
         cal = _load(args.calibration)["embeddings"]
-        refs[f"rebuilt from {Path(args.calibration).name}"] = DriftReference.build(
-            cal, window=refs["shipped"].window, dims=16, sample=256, null_draws=args.null_draws, sequential=True)
+        refs[f"rebuilt from {Path(args.calibration).name}"] = reference_from_replay(
+            cal, window=refs["shipped"].window, null_draws=args.null_draws)
     ood_ref = OodReference.load(bundle / m.files["ood_reference"]) if "ood_reference" in m.files else None
     clean, clean_ood = _load(args.clean), _load(args.clean_ood or args.clean)
     drives = {"clean": clean} | {(d := _load(p))["meta"]["corruption"]: d for p in args.corrupted}

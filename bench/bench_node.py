@@ -50,37 +50,25 @@ def frames(n: int = 30) -> list[np.ndarray]:
 
 def model_only(model: str | None, image: np.ndarray, runs: int = 20) -> dict[str, float]:
     """Peers on the same input: the shipped model in eager PyTorch (CPU, fp32) vs ONNX Runtime fp32 vs int8."""
-    import onnxruntime as ort
     import torch
+    from bench_nets import median_ms
 
     from mim_perception.core.preprocess import letterbox
     from mim_perception.inference.backends import default_model_dir
     from mim_perception.inference.manifest import INPUT_NAME, load_manifest
+    from mim_perception.inference.ort_backend import cpu_session
     from mim_perception.inference.torch_backend import build_export_module
 
     bundle = Path(model) if model else default_model_dir()
     m = load_manifest(bundle)
     x = np.ascontiguousarray(letterbox(image, (m.input_height, m.input_width))[0].transpose(2, 0, 1)[None])
-
-    def median_ms(fn: Any) -> float:
-        for _ in range(3):
-            fn()
-        t = []
-        for _ in range(runs):
-            t0 = time.perf_counter()
-            fn()
-            t.append((time.perf_counter() - t0) * 1e3)
-        return float(np.median(t))
-
     module = build_export_module(bundle, m).float().eval()
     xt = torch.from_numpy(x)
     with torch.inference_mode():
-        out = {"torch_eager_fp32": median_ms(lambda: module(xt))}
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = os.cpu_count() or 1
+        out = {"torch_eager_fp32": median_ms(lambda: module(xt), runs)}
     for role, name in (("onnx", "ort_fp32"), ("onnx_int8", "ort_int8")):
-        sess = ort.InferenceSession(str(m.path(bundle, role)), opts, providers=["CPUExecutionProvider"])
-        out[name] = median_ms(lambda sess=sess: sess.run(None, {INPUT_NAME: x}))
+        sess = cpu_session(m.path(bundle, role), os.cpu_count() or 1)
+        out[name] = median_ms(lambda sess=sess: sess.run(None, {INPUT_NAME: x}), runs)
     return out
 
 

@@ -27,8 +27,8 @@ def main() -> int:
     from mim_perception.core.pipeline import PerceptionConfig
     from mim_perception.core.preprocess import letterbox
     from mim_perception.inference.manifest import INPUT_NAME, OUTPUT_NAMES, load_manifest
+    from mim_perception.inference.ort_backend import cpu_session
     from mim_perception.sim.synthetic import SceneConfig, SyntheticScene
-    from mim_perception.tools.export import _session
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="models/mim_convnext_atto_cpu")
@@ -45,7 +45,7 @@ def main() -> int:
 
     bundle = Path(args.model)
     m = load_manifest(bundle)
-    sess = _session(m.path(bundle, "onnx"), threads=args.threads)
+    sess = cpu_session(m.path(bundle, "onnx"), args.threads)
     k = OUTPUT_NAMES.index("embed")
     pcfg = load_config(PerceptionConfig, None, prefix="perception.")
     every = pcfg.drift_every if args.every is None else args.every

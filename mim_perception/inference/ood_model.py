@@ -14,6 +14,7 @@ import numpy as np
 from mim_perception.core.errors import ModelLoadError
 from mim_perception.core.monitoring.ood import OodReference
 from mim_perception.inference.manifest import INPUT_NAME, Manifest, load_manifest
+from mim_perception.inference.ort_backend import cpu_session
 
 
 def load_ood(bundle: Path, manifest: Manifest, threads: int = 1) -> tuple[Callable[[np.ndarray], float], OodReference]:
@@ -23,15 +24,7 @@ def load_ood(bundle: Path, manifest: Manifest, threads: int = 1) -> tuple[Callab
         raise ModelLoadError(f"model bundle {bundle} has no {' / '.join(missing)} file (export with --mim)")
     checked = load_manifest(bundle, roles=("ood", "ood_reference"))   # sha256 checked right before use
     reference = OodReference.load(checked.path(bundle, "ood_reference"))
-    try:
-        import onnxruntime as ort
-
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        session = ort.InferenceSession(str(checked.path(bundle, "ood")), opts, providers=["CPUExecutionProvider"])
-    except Exception as e:   # ImportError, or ORT's own exception types for an invalid graph
-        raise ModelLoadError(f"OOD model of {bundle} cannot be loaded: {e}") from e
+    session = cpu_session(checked.path(bundle, "ood"), threads)
     hw = (manifest.input_height, manifest.input_width)
 
     def error(frame: np.ndarray) -> float:

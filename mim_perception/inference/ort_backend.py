@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -15,22 +15,28 @@ if TYPE_CHECKING:
     from mim_perception.inference.backends import BackendConfig
 
 
+def cpu_session(path: Path, threads: int) -> Any:
+    """An ONNX Runtime CPU session of ``path`` with ``threads`` intra-op threads (the one way every part of the
+    project opens an ONNX file); ModelLoadError when ONNX Runtime is missing or the graph cannot be loaded."""
+    try:
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    except Exception as e:   # ImportError, or ORT's own exception types for unreadable or invalid graphs
+        raise ModelLoadError(f"ONNX Runtime cannot load {path}: {e}") from e
+
+
 class OrtBackend:
     name = "onnxruntime"
 
     def __init__(self, bundle: Path, manifest: Manifest, cfg: BackendConfig) -> None:
-        import onnxruntime as ort
-
         role = "onnx_int8" if cfg.int8_onnx and "onnx_int8" in manifest.files else "onnx"
         path = load_manifest(bundle, roles=(role,)).path(bundle, role)   # sha256 checked right before use
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = cfg.intra_op_threads
-        opts.inter_op_num_threads = 1
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        try:
-            self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        except Exception as e:   # ORT raises its own exception types for unreadable or invalid graphs
-            raise ModelLoadError(f"ONNX Runtime cannot load {path}: {e}") from e
+        self.session = cpu_session(path, cfg.intra_op_threads)
         self.input_name = self.session.get_inputs()[0].name
         names = [o.name for o in self.session.get_outputs()]
         if names != list(OUTPUT_NAMES):

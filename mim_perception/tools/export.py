@@ -26,6 +26,7 @@ from mim_perception.core.monitoring.drift import DriftReference
 from mim_perception.core.monitoring.ood import OodReference
 from mim_perception.core.preprocess import letterbox
 from mim_perception.inference.manifest import INPUT_NAME, OUTPUT_NAMES, Manifest, load_manifest, write_manifest
+from mim_perception.inference.ort_backend import cpu_session
 
 
 def _frames(specs: list[str], n: int, size: tuple[int, int], cache_dir: Path) -> np.ndarray:
@@ -37,6 +38,10 @@ def _frames(specs: list[str], n: int, size: tuple[int, int], cache_dir: Path) ->
     return np.stack([letterbox(src[int(i)].image, size)[0].transpose(2, 0, 1) for i in idx])
 
 
+DRIFT_WINDOW = 32             # embeddings in the runtime drift window (stored in the reference, read by the node)
+REPLAY_NULL_DRAWS = 4000      # null windows drawn from an hour-long replay (~one per 5 evaluations)
+
+
 def export_onnx(module: Any, example: Any, path: Path, output_names: tuple[str, ...]) -> None:
     import onnx
     import torch
@@ -44,14 +49,6 @@ def export_onnx(module: Any, example: Any, path: Path, output_names: tuple[str, 
     torch.onnx.export(module, (example,), str(path), dynamo=True, opset_version=18, external_data=False,
                       input_names=[INPUT_NAME], output_names=list(output_names))
     onnx.checker.check_model(onnx.load(str(path)), full_check=True)
-
-
-def _session(path: Path, threads: int = 2) -> Any:
-    import onnxruntime as ort
-
-    o = ort.SessionOptions()
-    o.intra_op_num_threads = threads
-    return ort.InferenceSession(str(path), o, providers=["CPUExecutionProvider"])
 
 
 def parity(module: Any, sess: Any, frames: np.ndarray) -> dict[str, float]:
@@ -157,7 +154,7 @@ def _export_ood(mim: Path, arch: str, out: Path, data: np.ndarray, *, int8: bool
         (out / "ood.onnx").replace(tmp)
         quantize_int8(tmp, out / "ood.onnx", data[: min(32, len(data))])
         tmp.unlink()
-    ood = _session(out / "ood.onnx")
+    ood = cpu_session(out / "ood.onnx", 2)
     errors = np.array([float(ood.run(None, {INPUT_NAME: f[None]})[0][0]) for f in data])
     OodReference.build(errors).save(out / "ood_reference.npy")
     return ({"ood": "ood.onnx", "ood_reference": "ood_reference.npy"},
@@ -207,20 +204,20 @@ def export_bundle(checkpoint: Path, out: Path, specs: list[str], *, mim: Path | 
     files = {"onnx": "model.onnx", "torch": "model.pt"}
     torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, out / "model.pt")
     export_onnx(module, torch.from_numpy(data[0][None]), out / "model.onnx", OUTPUT_NAMES)
-    sess = _session(out / "model.onnx")
+    sess = cpu_session(out / "model.onnx", 2)
     par = parity(module, sess, data[: min(16, len(data))])
     metrics: dict[str, Any] = {"validation": record.get("metrics", {}), "cpu_ort_ms_fp32": latency_ms(sess, data[0])}
     with torch.no_grad():
         embeds = np.concatenate([module(torch.from_numpy(f[None]))[4].numpy() for f in data])
-    window = 32 if len(embeds) >= 256 + 32 + 32 else max(2, len(embeds) // 8)
+    window = DRIFT_WINDOW if len(embeds) >= 256 + 2 * DRIFT_WINDOW else max(2, len(embeds) // 8)
     # frames come in temporal order (drives): calibrate the null on runs of consecutive frames, as at run time
-    ref = DriftReference.build(embeds, window=window, dims=16, sample=min(256, len(embeds) - window - 1), sequential=True)
+    ref = DriftReference.build(embeds, window=window, sample=min(256, len(embeds) - window - 1), sequential=True)
     ref.save(out / "drift_reference.npz")
     files["drift_reference"] = "drift_reference.npz"
     if int8:
         quantize_int8(out / "model.onnx", out / "model_int8.onnx", data[: min(64, len(data))])
         files["onnx_int8"] = "model_int8.onnx"
-        q = _session(out / "model_int8.onnx")
+        q = cpu_session(out / "model_int8.onnx", 2)
         metrics["cpu_ort_ms_int8"] = latency_ms(q, data[0])
         par |= {f"int8_{k}": v for k, v in parity(module, q, data[:8]).items()}
     if mim is not None:
@@ -238,7 +235,7 @@ def export_bundle(checkpoint: Path, out: Path, specs: list[str], *, mim: Path | 
     return load_manifest(out)
 
 
-def recalibrate_drift(bundle: Path, specs: list[str], *, frames: int, cache_dir: Path, window: int = 32,
+def recalibrate_drift(bundle: Path, specs: list[str], *, frames: int, cache_dir: Path, window: int = DRIFT_WINDOW,
                       stride: int | None = None) -> Manifest:
     """Rebuild an existing bundle's drift reference from ``frames`` clean frames of ``specs`` (in drive order) with the
     bundle's own ONNX model, and re-sign the manifest. More (and more varied) validation drives than at export make
@@ -249,17 +246,25 @@ def recalibrate_drift(bundle: Path, specs: list[str], *, frames: int, cache_dir:
     manifest = load_manifest(bundle)
     hw = (manifest.input_height, manifest.input_width)
     stride = stride or load_config(PerceptionConfig, None, prefix="perception.").drift_every   # as the node samples
-    sess = _session(manifest.path(bundle, "onnx"))
+    sess = cpu_session(manifest.path(bundle, "onnx"), 2)
     k = OUTPUT_NAMES.index("embed")
     data = _frames(specs, frames, hw, cache_dir)
     embeds = np.concatenate([sess.run(None, {INPUT_NAME: f[None]})[k] for f in data])
-    ref = DriftReference.build(embeds, window=window, dims=16, sample=256, sequential=True, stride=stride)
+    ref = DriftReference.build(embeds, window=window, sequential=True, stride=stride)
     return _save_reference(bundle, manifest, ref, f"{len(embeds)} frames of {specs} in temporal order, {hw[0]}×{hw[1]}, "
                            f"window {window}, null of runs sampled every {stride} frames like the node "
                            "(mim-perception export --recalibrate-drift)")
 
 
-def recalibrate_drift_from_replay(bundle: Path, replay: Path, *, window: int = 32, null_draws: int = 4000) -> Manifest:
+def reference_from_replay(embeds: np.ndarray, *, window: int = DRIFT_WINDOW,
+                          null_draws: int = REPLAY_NULL_DRAWS) -> DriftReference:
+    """Drift reference from node-sampled embeddings of long clean drives in drive order (every embedding is one
+    runtime sample, so null windows are runs of consecutive ones)."""
+    return DriftReference.build(embeds, window=window, null_draws=null_draws, sequential=True)
+
+
+def recalibrate_drift_from_replay(bundle: Path, replay: Path, *, window: int = DRIFT_WINDOW,
+                                  null_draws: int = REPLAY_NULL_DRAWS) -> Manifest:
     """Rebuild the drift reference from embeddings already sampled like the node (``bench/drift_replay.py``: one
     per ``perception.drift_every`` camera frames of long clean drives, in order): the reference sample and a null of
     ``null_draws`` windows come from the same kind of input the node will judge."""
@@ -276,7 +281,7 @@ def recalibrate_drift_from_replay(bundle: Path, replay: Path, *, window: int = 3
     if meta.get("every") != every:
         raise ConfigError(f"{replay} samples every {meta.get('every')} frames, the node every {every} "
                           "(perception.drift_every): re-run the replay")
-    ref = DriftReference.build(embeds, window=window, dims=16, sample=256, null_draws=null_draws, sequential=True)
+    ref = reference_from_replay(embeds, window=window, null_draws=null_draws)
     return _save_reference(bundle, manifest, ref, f"{len(embeds)} node-sampled embeddings of {meta['minutes']:g} min of "
                            f"clean procedural driving at {meta['hz']:g} Hz (seeds {meta['seed']}+, every {every} frames), "
                            f"window {window}, null of {null_draws} windows (export --recalibrate-drift --drift-replay)")
@@ -293,14 +298,11 @@ def _save_reference(bundle: Path, manifest: Manifest, ref: DriftReference, how: 
 
 
 def _main(args: argparse.Namespace) -> int:
-    if args.recalibrate_drift and args.drift_replay:
-        m = recalibrate_drift_from_replay(Path(args.out), Path(args.drift_replay))
-        print(f"export: drift reference of {args.out} rebuilt ({m.training['drift_reference']}); manifest re-signed")
-        return 0
-    if not args.data:
+    if not args.data and not (args.recalibrate_drift and args.drift_replay):
         raise ConfigError("--data is required (except for --recalibrate-drift --drift-replay)")
     if args.recalibrate_drift:
-        m = recalibrate_drift(Path(args.out), args.data, frames=args.frames, cache_dir=Path(args.cache_dir))
+        m = recalibrate_drift_from_replay(Path(args.out), Path(args.drift_replay)) if args.drift_replay else \
+            recalibrate_drift(Path(args.out), args.data, frames=args.frames, cache_dir=Path(args.cache_dir))
         print(f"export: drift reference of {args.out} rebuilt ({m.training['drift_reference']}); manifest re-signed")
         return 0
     if args.attach_ood:

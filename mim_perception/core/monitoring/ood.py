@@ -15,6 +15,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -33,10 +34,15 @@ class OodReference:
             raise ValueError("OOD reference needs at least 10 finite validation errors")
         return cls(np.sort(e))
 
-    def _z(self, error: float) -> float:
+    @cached_property
+    def _log_fit(self) -> tuple[float, float]:
+        """(median, robust sd) of the log errors: computed once, not per scored frame."""
         logs = np.log(np.maximum(self.errors, 1e-12))
         centre = float(np.median(logs))
-        spread = max(1.4826 * float(np.median(np.abs(logs - centre))), 1e-6)
+        return centre, max(1.4826 * float(np.median(np.abs(logs - centre))), 1e-6)
+
+    def _z(self, error: float) -> float:
+        centre, spread = self._log_fit
         return (math.log(max(error, 1e-12)) - centre) / spread
 
     def p_value(self, error: float) -> float:
@@ -62,7 +68,7 @@ class OodReference:
 
 
 class OodMonitor:
-    """Every ``every``-th frame, the MIM reconstruction-error quantile of the model-input frame, off the frame path.
+    """Every ``every``-th frame, the two-sided MIM reconstruction OOD score of the model-input frame, off the frame path.
 
     Scoring costs about one more backbone forward, so it runs on one background thread: a frame never waits for
     it, and a sampled frame that arrives while the previous one is still being scored is skipped (counted).
@@ -76,8 +82,7 @@ class OodMonitor:
         self._pending: Future[float] | None = None
         self._lock = threading.Lock()    # the frame callback and the diagnostics timer both collect
         self._frames = 0
-        self.score = math.nan          # latest finite score (NaN before the first)
-        self.p_value = math.nan        # its two-sided p-value
+        self.p_value = math.nan        # two-sided p-value of the latest finite score (NaN before the first)
         self.fresh = False             # a new score arrived since the last take_fresh()
         self.scored = 0
         self.skipped_busy = 0
@@ -100,6 +105,11 @@ class OodMonitor:
             return
         self._pending = self._pool.submit(self.error_fn, np.array(frame, np.uint8, copy=True))
 
+    @property
+    def score(self) -> float:
+        """1 - p of the latest score (NaN before the first)."""
+        return 1.0 - self.p_value
+
     def latest(self) -> float:
         with self._lock:
             self._collect()
@@ -119,7 +129,7 @@ class OodMonitor:
         if math.isnan(p):
             self.rejected += 1
             return
-        self.p_value, self.score, self.fresh = p, 1.0 - p, True
+        self.p_value, self.fresh = p, True
         self.scored += 1
 
     def take_fresh(self) -> float | None:
@@ -134,8 +144,9 @@ class OodMonitor:
     def reset(self) -> None:
         with self._lock:
             self._frames = 0
-            self.score = self.p_value = math.nan
+            self.p_value = math.nan
             self.fresh = False
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        """Never blocks: a scoring run in progress finishes on its own and the thread exits."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
