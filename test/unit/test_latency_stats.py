@@ -42,6 +42,20 @@ def test_learned_period_and_backwards_stamp_resets_timeline():
     assert s.resets == 1 and s.drops.superseded == 0
 
 
+def test_frames_lost_while_the_period_is_learned_are_counted_once_it_is_known():
+    # Start-up is when the pipeline is slowest: the first gap (frames 1-2 lost) comes before any period is known.
+    s = CameraStats(window=50)
+    stamps = [0.0, 0.3] + [0.3 + i * 0.1 for i in range(1, 12)] + [1.6]   # 1.4 -> 1.6: 1.5 lost
+    for t in stamps:
+        s.on_frame(t, t)
+    assert s.drops.superseded == 3
+    s2 = CameraStats(window=50)
+    for t in (0.0, 0.1, 0.2, 0.4):   # too few gaps to learn: counted when the timeline ends
+        s2.on_frame(t, t)
+    assert s2.drops.superseded == 0
+    assert s2.on_frame(0.0, 1.0) == 1 and s2.drops.superseded == 1 and s2.resets == 1
+
+
 def test_verdict_levels():
     cfg = load_config(MonitorConfig, prefix="monitor.")
     s = cfg.new_stats()

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+LEARN_GAPS = 8   # inter-stamp gaps needed before a learned camera period is trusted for drop counting
 STAGES = ("decode", "preprocess", "inference", "postprocess", "tracking", "monitoring", "publish")
 
 
@@ -84,6 +85,9 @@ class CameraStats:
         self.last_stamp: float | None = None
         self.last_receive_time: float | None = None
         self.resets = 0
+        # Gaps seen while the period is still being learned: counted once it is known, so frames lost at
+        # start-up (when the pipeline is slowest) are not silently missing from the drop count.
+        self._pending: list[float] = []
 
     def period(self) -> float:
         if self.expected_period > 0:
@@ -92,22 +96,30 @@ class CameraStats:
         return q if math.isfinite(q) and q > 0 else 0.0
 
     def on_frame(self, stamp: float, receive_time: float) -> int:
-        """Register a received frame; returns the number of frames inferred lost before it."""
+        """Register a received frame; returns the number of frames counted as lost (superseded) now."""
         self.drops.received += 1
         self.last_receive_time = receive_time
         lost = 0
         if self.last_stamp is not None:
             gap = stamp - self.last_stamp
             if gap < 0:  # bag loop or sim reset: statistics of the old timeline do not apply
-                self.reset_timeline()
+                lost = self.reset_timeline()
             elif gap > 0:
-                period = self.period()
-                if period > 0:
-                    # 1.5 periods of tolerance absorbs jitter without hiding a whole lost frame
-                    lost = max(0, round(gap / period) - 1) if gap > 1.5 * period else 0
                 self._gaps.add(gap)
-        self.drops.superseded += lost
+                self._pending.append(gap)
+                if self.expected_period > 0 or len(self._gaps) >= LEARN_GAPS:
+                    lost = self._settle(self.period())
         self.last_stamp = stamp
+        return lost
+
+    def _settle(self, period: float) -> int:
+        lost = 0
+        if period > 0:
+            for gap in self._pending:
+                # 1.5 periods of tolerance absorbs jitter without hiding a whole lost frame
+                lost += max(0, round(gap / period) - 1) if gap > 1.5 * period else 0
+        self._pending.clear()
+        self.drops.superseded += lost
         return lost
 
     def on_malformed(self, receive_time: float, stamp: float | None = None) -> None:
@@ -147,7 +159,10 @@ class CameraStats:
         p = self.period()
         return 1.0 / p if p > 0 else 0.0
 
-    def reset_timeline(self) -> None:
+    def reset_timeline(self) -> int:
+        """Start a new timeline; gaps still pending are counted with the best period known (returned)."""
+        lost = self._settle(self.period())
         self.last_stamp = None
         self._gaps.clear()
         self.resets += 1
+        return lost
