@@ -1,7 +1,8 @@
 """Drift and OOD alarms per hour of clean driving, and detection of corrupted driving, with the node's sampling and rules.
 
-Input: drives embedded by ``bench/drift_replay.py`` (one embedding per sampled camera frame in drive order, and the
-MIM OOD error every ``ood_every``-th frame). Each drive goes through a ``DriftDetector`` + the node's drift alarm
+Input: drives embedded by ``bench/drift_replay.py`` (one embedding and the image statistics per sampled camera frame
+in drive order, and the MIM OOD error every ``ood_every``-th frame). Each drive goes through a ``DriftDetector`` (with
+the bundle's image-statistics reference when it has one, combined as in the node) + the node's drift alarm
 (p < monitor.drift_p_error for monitor.drift_persist evaluations in a row -> ERROR) and the OOD score + the node's
 OOD alarm (score > monitor.ood_error for monitor.ood_persist scores in a row), for the bundle's shipped drift
 reference and, with ``--calibration``, one rebuilt from another clean replay (disjoint seeds). Reports alarm events
@@ -24,22 +25,32 @@ import numpy as np
 
 
 def _load(path: str) -> dict[str, Any]:
+    """A replay, with the image statistics of its ``.img.npz`` sidecar (``drift_replay.py --image-stats-only``)."""
     with np.load(path, allow_pickle=False) as z:
-        return {k: z[k] for k in z.files if k != "meta"} | {"meta": json.loads(str(z["meta"]))}
+        d = {k: z[k] for k in z.files if k != "meta"} | {"meta": json.loads(str(z["meta"]))}
+    side = Path(path).with_suffix(".img.npz")
+    if len(d.get("image_stats", ())) != len(d["embeddings"]) and side.is_file():
+        with np.load(side, allow_pickle=False) as z:
+            if np.array_equal(z["time"], d["time"]):
+                d["image_stats"] = z["image_stats"]
+    return d
 
 
-def _drift(ref: Any, d: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-    """-> (p-values, camera times) of the drift evaluations of a drive."""
+def _drift(ref: Any, image_ref: Any, d: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """-> (p-values as the node combines them, camera times, embedding p, image-statistics p) of a drive's windows."""
     from mim_perception.core.monitoring.drift import DriftDetector
 
-    det, ps, ts = DriftDetector(ref, every=1), [], []
-    for e, t in zip(d["embeddings"], d["time"], strict=True):
-        det.add(e)
+    stats = d.get("image_stats")
+    if image_ref is not None and (stats is None or len(stats) != len(d["embeddings"])):
+        raise SystemExit(f"{d['meta']}: no image statistics for this replay (run drift_replay.py --image-stats-only)")
+    det, rows = DriftDetector(ref, every=1, image_reference=image_ref), []
+    for i, (e, t) in enumerate(zip(d["embeddings"], d["time"], strict=True)):
+        det.add(e, None if image_ref is None else stats[i])
         r = det.result()
         if r is not None:
-            ps.append(r.p_value)
-            ts.append(t)
-    return np.array(ps), np.array(ts)
+            rows.append((r.p_value, t, r.p_embedding, r.p_image))
+    a = np.array(rows).reshape(-1, 4)
+    return a[:, 0], a[:, 1], a[:, 2], a[:, 3]
 
 
 def _errors(alarm: Any, ps: np.ndarray) -> np.ndarray:
@@ -78,7 +89,9 @@ def main() -> int:
     from mim_perception.core.config import load_config
     from mim_perception.core.monitoring.drift import DriftReference
     from mim_perception.core.monitoring.health import MonitorConfig, drift_alarm, ood_alarm
+    from mim_perception.core.monitoring.image_stats import KERNEL_SCALES as IMAGE_KERNEL_SCALES
     from mim_perception.core.monitoring.ood import OodReference
+    from mim_perception.core.pipeline import PerceptionConfig
     from mim_perception.inference.manifest import load_manifest
     from mim_perception.tools.evaluate_robustness import auroc
     from mim_perception.tools.export import REPLAY_NULL_DRAWS, reference_from_replay
@@ -90,20 +103,35 @@ def main() -> int:
     ap.add_argument("--corrupted", nargs="*", default=[], help="corrupted replays (embeddings and OOD errors)")
     ap.add_argument("--calibration", help="another clean replay: also evaluate a drift reference rebuilt from it")
     ap.add_argument("--null-draws", type=int, default=REPLAY_NULL_DRAWS)
+    ap.add_argument("--embedding-scales", type=float, nargs="+", default=[1.0], help="kernel bandwidths² (rebuilt)")
+    ap.add_argument("--image-scales", type=float, nargs="+", default=list(IMAGE_KERNEL_SCALES),
+                    help="kernel bandwidths² of the image statistics (rebuilt)")
     ap.add_argument("--p-error", type=float, nargs="*", help="drift rules to compare (default: monitor.drift_p_error)")
     ap.add_argument("--persist", type=int, nargs="*", help="drift rules to compare (default: monitor.drift_persist)")
     ap.add_argument("--ood-persist", type=int, nargs="*", help="OOD rules to compare (default: monitor.ood_persist)")
+    ap.add_argument("--transport", nargs="*", default=[],
+                    help="clean .img.npz replays through a camera JPEG transport (drift_replay.py --transport-jpeg Q "
+                         "--image-stats-only): image-statistics alarms per hour with the shipped image reference")
+    ap.add_argument("--ood-stride", type=int, help="keep every k-th recorded OOD score (default: the node's "
+                    "perception.ood_every / the replay's ood_every)")
     ap.add_argument("--json")
     args = ap.parse_args()
 
     bundle = Path(args.model)
     m = load_manifest(bundle)
     base = load_config(MonitorConfig, None, prefix="monitor.")
-    refs = {"shipped": DriftReference.load(bundle / m.files["drift_reference"])}
+    shipped = DriftReference.load(bundle / m.files["drift_reference"])
+    refs = {"shipped": (shipped, DriftReference.load(bundle / m.files["image_reference"])
+                        if "image_reference" in m.files else None)}
     if args.calibration:
-        cal = _load(args.calibration)["embeddings"]
-        refs[f"rebuilt from {Path(args.calibration).name}"] = reference_from_replay(
-            cal, window=refs["shipped"].window, null_draws=args.null_draws)
+        cal = _load(args.calibration)
+        w = shipped.window
+        refs[f"rebuilt from {Path(args.calibration).name}"] = (
+            reference_from_replay(cal["embeddings"], window=w, null_draws=args.null_draws,
+                                  scales=tuple(args.embedding_scales)),
+            reference_from_replay(cal["image_stats"], window=w, null_draws=args.null_draws,
+                                  scales=tuple(args.image_scales))
+            if len(cal.get("image_stats", ())) == len(cal["embeddings"]) else None)
     ood_ref = OodReference.load(bundle / m.files["ood_reference"]) if "ood_reference" in m.files else None
     clean, clean_ood = _load(args.clean), _load(args.clean_ood or args.clean)
     drives = {"clean": clean} | {(d := _load(p))["meta"]["corruption"]: d for p in args.corrupted}
@@ -113,11 +141,15 @@ def main() -> int:
     # OOD: one reference, rules over ood_persist
     ood_p: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     if ood_ref is not None:
-        ood_p = {n: (np.array([ood_ref.p_value(float(e)) for e in d["ood_errors"]]), d["ood_time"])
+        # every k-th recorded score: replays recorded OOD more often than the node now scores
+        node_every = load_config(PerceptionConfig, None, prefix="perception.").ood_every
+        k = args.ood_stride or max(1, node_every // int(clean_ood["meta"]["ood_every"]))
+        out["ood"]["stride"] = k
+        ood_p = {n: (np.array([ood_ref.p_value(float(e)) for e in d["ood_errors"][::k]]), d["ood_time"][::k])
                  for n, d in ({"clean": clean_ood} | {k: v for k, v in drives.items() if k != "clean"}).items()}
         hours = clean_ood["meta"]["minutes"] / 60
         print(f"\n== OOD (MIM reconstruction), clean replay {hours:.2f} h, one score every "
-              f"{clean_ood['meta']['ood_every'] / clean_ood['meta']['hz']:.2f} s")
+              f"{clean_ood['meta']['ood_every'] * k / clean_ood['meta']['hz']:.2f} s")
         for n, (p, _) in ood_p.items():
             if n != "clean":
                 out["ood"].setdefault("auroc_frame", {})[n] = auroc(-np.log(ood_p["clean"][0]), -np.log(p))
@@ -132,8 +164,9 @@ def main() -> int:
             print(f"persist {k}: clean {row['clean_events_per_hour']:.2f} events/h; ERROR share "
                   + ", ".join(f"{n} {v:.0%}" for n, v in row.items() if n not in ("persist", "clean_events_per_hour")))
 
-    for rname, ref in refs.items():
-        series = {n: _drift(ref, d) for n, d in drives.items()}
+    for rname, (ref, image_ref) in refs.items():
+        full = {n: _drift(ref, image_ref, d) for n, d in drives.items()}
+        series = {n: (p, t) for n, (p, t, _, _) in full.items()}
         eval_s = float(np.median(np.diff(series["clean"][1])))
         hours = len(series["clean"][0]) * eval_s / 3600
         span = (ref.window - 1) * eval_s
@@ -144,8 +177,15 @@ def main() -> int:
                                                 for n, (p, _) in series.items() if n != "clean"},
                                "auroc_window_with_ood": {n: auroc(comb_clean, _combined(p, t, ood_p.get(n), span))
                                                          for n, (p, t) in series.items() if n != "clean"} if ood_p else {},
-                               "rules": []}
-        print(f"\n== drift, reference: {rname}   (clean replay {hours:.2f} h, evaluation every {eval_s:.3f} s)")
+                               "rules": [], "image_statistics": image_ref is not None}
+        if image_ref is not None:   # each channel alone, for the record
+            for key, j in (("auroc_window_embedding", 2), ("auroc_window_image", 3)):
+                res[key] = {n: auroc(-np.log(full["clean"][j]), -np.log(f[j])) for n, f in full.items() if n != "clean"}
+        print(f"\n== drift, reference: {rname}{' + image statistics' if image_ref is not None else ''}   "
+              f"(clean replay {hours:.2f} h, evaluation every {eval_s:.3f} s)")
+        for key in ("auroc_window_embedding", "auroc_window_image"):
+            if key in res:
+                print(f"AUROC per window, {key[13:]} alone: " + ", ".join(f"{n} {a:.3f}" for n, a in res[key].items()))
         print("AUROC per window: " + ", ".join(f"{n} {a:.3f}" for n, a in res["auroc_window"].items()))
         print("AUROC per window, drift + OOD: " + ", ".join(f"{n} {a:.3f}" for n, a in res["auroc_window_with_ood"].items()))
         cols = [n for n in drives if n != "clean"]
@@ -169,6 +209,22 @@ def main() -> int:
                 print(f"{pe:8.0e} {k:7d} {row['clean_events_per_hour']:10.2f} "
                       + " ".join(f"{row[c]['drift']:7.0%} /{row[c]['either']:6.0%} " for c in cols))
         out["drift"][rname] = res
+    image_ref = refs["shipped"][1]
+    if args.transport and image_ref is not None:
+        print("\n== image statistics alone (shipped reference), clean drives through a camera JPEG transport")
+        for path in args.transport:
+            with np.load(path, allow_pickle=False) as z:
+                stats, meta = z["image_stats"], json.loads(str(z["meta"]))
+            ps, _, _, _ = _drift(image_ref, None, {"embeddings": stats, "time": np.arange(len(stats)), "meta": meta})
+            hours = meta["minutes"] / 60
+            ev = _events(_errors(drift_alarm(base), ps)) / hours
+            low = float((ps < base.drift_p_error).mean())
+            q = meta["transport_jpeg"]
+            q = ",".join(map(str, q)) if isinstance(q, list) else q
+            out.setdefault("transport", {})[f"jpeg {q}"] = {
+                "hours": hours, "events_per_hour": ev, "p_below_error": low}
+            print(f"JPEG {q}: {ev:.1f} ERROR events/h over {hours:.2f} h, "
+                  f"p < {base.drift_p_error:g} in {low:.1%} of windows")
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1))
     return 0

@@ -5,10 +5,14 @@ that fraction of the frames rendered and run through the model: this script step
 camera rate, renders only the sampled frames (camera size, optionally corrupted on the camera frame like the
 robustness report), letterboxes them like the node and keeps the model's pooled embedding. The result, an ``.npz``
 of embeddings in drive order with their episode index and camera time (and, every ``perception.ood_every``-th
-frame, the bundle's MIM OOD reconstruction error), is what ``bench_drift_false_alarms.py`` replays through the
+frame, the bundle's MIM OOD reconstruction error; and the image-quality statistics of every drift-sampled frame),
+is what ``bench_drift_false_alarms.py`` replays through the
 drift detector, the OOD score and the node's alarm rules.
 
     .venv/bin/python bench/drift_replay.py --minutes 60 --hz 30 --seed 30000 --out build/drift/test_clean.npz
+
+``--image-stats-only`` renders the same frames (same corruption draws) without the model and writes only the image
+statistics, to ``OUT`` with ``.img.npz`` for ``.npz``: the cheap way to add them to an existing replay.
 """
 
 from __future__ import annotations
@@ -19,11 +23,13 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 
 def main() -> int:
     from mim_perception.core.config import load_config
+    from mim_perception.core.monitoring.image_stats import image_statistics
     from mim_perception.core.pipeline import PerceptionConfig
     from mim_perception.core.preprocess import letterbox
     from mim_perception.inference.manifest import INPUT_NAME, OUTPUT_NAMES, load_manifest
@@ -39,6 +45,10 @@ def main() -> int:
     ap.add_argument("--every", type=int, help="drift: one frame in N (default: perception.drift_every; 0 = no drift)")
     ap.add_argument("--ood-every", type=int, help="OOD: one frame in N (default: perception.ood_every; 0 = no OOD)")
     ap.add_argument("--corruption", help="NAME:SEVERITY applied to every sampled camera frame")
+    ap.add_argument("--transport-jpeg", type=int, nargs="+", metavar="Q",
+                    help="JPEG round trip at quality Q after any corruption (a CompressedImage camera topic); "
+                         "several: one per scene in turn, 0 = raw")
+    ap.add_argument("--image-stats-only", action="store_true", help="no model: image statistics only (.img.npz)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
@@ -51,7 +61,7 @@ def main() -> int:
     every = pcfg.drift_every if args.every is None else args.every
     ood_every = pcfg.ood_every if args.ood_every is None else args.ood_every
     ood = None
-    if ood_every:
+    if ood_every and not args.image_stats_only:
         from mim_perception.inference.ood_model import load_ood
 
         ood = load_ood(bundle, m, threads=args.threads)[0]
@@ -64,7 +74,7 @@ def main() -> int:
         name, sev = args.corruption.split(":")
         crng = np.random.default_rng(args.seed)
         corrupt = lambda img: corruptions.apply(img, name, int(sev), crng)  # noqa: E731
-    embs, episodes, times, ood_errors, ood_times = [], [], [], [], []
+    embs, episodes, times, ood_errors, ood_times, stats = [], [], [], [], [], []
     t0 = time.perf_counter()
     frame = 0
     ep = 0
@@ -79,26 +89,42 @@ def main() -> int:
                 img = scene.render()[0]
                 if corrupt is not None:
                     img = corrupt(img)
+                q = args.transport_jpeg[ep % len(args.transport_jpeg)] if args.transport_jpeg else 0
+                if q:
+                    img = cv2.imdecode(cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, q])[1], cv2.IMREAD_COLOR)
+                if want_drift:
+                    stats.append(image_statistics(img))
+                    episodes.append(ep)
+                    times.append(frame / args.hz)
+                if args.image_stats_only:
+                    frame += 1
+                    continue
                 x = np.ascontiguousarray(letterbox(img, (m.input_height, m.input_width))[0].transpose(2, 0, 1)[None])
                 if want_drift:
                     embs.append(sess.run(None, {INPUT_NAME: x})[k][0].astype(np.float32))
-                    episodes.append(ep)
-                    times.append(frame / args.hz)
                 if want_ood and ood is not None:
                     ood_errors.append(ood(x))
                     ood_times.append(frame / args.hz)
             frame += 1
         ep += 1
         if ep % 10 == 0:
-            print(f"{frame / total:6.1%}  {len(embs)} embeddings  {len(ood_errors)} OOD  {time.perf_counter() - t0:7.1f} s",
+            print(f"{frame / total:6.1%}  {len(times)} drift frames  {len(ood_errors)} OOD  {time.perf_counter() - t0:7.1f} s",
                   flush=True)
     meta = {"model": str(bundle), "model_sha256": m.sha256[m.files["onnx"]],
             "minutes": args.minutes, "hz": args.hz, "every": every, "ood_every": ood_every,
             "episode_s": args.episode_s, "seed": args.seed,
-            "episodes": ep, "corruption": args.corruption or "none", "seconds": round(time.perf_counter() - t0, 1)}
+            "episodes": ep, "corruption": args.corruption or "none", "transport_jpeg": args.transport_jpeg,
+            "seconds": round(time.perf_counter() - t0, 1)}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(out, embeddings=np.stack(embs) if embs else np.zeros((0, m.embed_dim), np.float32),
+    image_stats = np.array(stats).reshape(len(stats), -1)
+    if args.image_stats_only:
+        out = out.with_suffix(".img.npz")
+        np.savez(out, image_stats=image_stats, episode=np.array(episodes, np.int32), time=np.array(times),
+                 meta=json.dumps(meta))
+        print(json.dumps(meta | {"image_stats": len(stats), "out": str(out)}))
+        return 0
+    np.savez(out, image_stats=image_stats, embeddings=np.stack(embs) if embs else np.zeros((0, m.embed_dim), np.float32),
              episode=np.array(episodes, np.int32), time=np.array(times), ood_errors=np.array(ood_errors),
              ood_time=np.array(ood_times), meta=json.dumps(meta))
     print(json.dumps(meta | {"embeddings": len(embs), "ood_scores": len(ood_errors)}))

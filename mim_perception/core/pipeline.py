@@ -16,6 +16,7 @@ import numpy as np
 from mim_perception.core.config import rng
 from mim_perception.core.errors import BadImageError
 from mim_perception.core.monitoring.drift import DriftDetector, DriftResult
+from mim_perception.core.monitoring.image_stats import image_statistics
 from mim_perception.core.monitoring.ood import OodMonitor
 from mim_perception.core.postprocess import seg_to_camera, select_detections, to_camera
 from mim_perception.core.preprocess import letterbox
@@ -109,8 +110,10 @@ class Perceiver:
             tracks = self.tracker.update(candidates, stamps[i]) if self.tracker is not None else None
             t5 = time.perf_counter()
             drift = None
-            if self.drift is not None and self.drift.add(out.embed[i]):   # the detector samples every Nth frame
-                drift = self.drift.result()
+            if self.drift is not None:   # the detector samples every Nth frame
+                stats = image_statistics(images[i]) if self.drift.image_ref is not None and self.drift.wants() else None
+                if self.drift.add(out.embed[i], stats):
+                    drift = self.drift.result()
             ood = float("nan")
             if self.ood is not None:
                 self.ood.offer(x[i:i + 1])

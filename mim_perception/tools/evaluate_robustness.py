@@ -22,8 +22,9 @@ from scipy.stats import rankdata
 
 from mim_perception.core.config import load_config
 from mim_perception.core.labels import LabelSpace
-from mim_perception.core.monitoring.drift import DriftReference, mmd2_unbiased
+from mim_perception.core.monitoring.drift import DriftReference
 from mim_perception.core.monitoring.health import MonitorConfig
+from mim_perception.core.monitoring.image_stats import image_statistics
 from mim_perception.core.postprocess import select_detections
 from mim_perception.inference.backends import BackendConfig, default_model_dir
 from mim_perception.inference.manifest import load_manifest
@@ -54,12 +55,13 @@ def _run(frames: list[Any], backend: OrtBackend, ood: Any, labels: LabelSpace, c
          seed: int) -> dict[str, Any]:
     rng = np.random.default_rng(seed)
     hw = backend.input_hw
-    preds, gts, embeds, errors = [], [], [], []
+    preds, gts, embeds, errors, stats = [], [], [], [], []
     meter = SegMeter(len(labels.segmentation), labels.segmentation)
     to_input = Letterbox(hw)   # same geometry as the runtime; masks resized nearest, border ignored
     for frame in frames:
         # the camera sees the corruption: apply it before resizing
         seen = frame if cond is None else replace(frame, image=corruptions.apply(frame.image, cond[0], cond[1], rng))
+        stats.append(image_statistics(seen.image))
         s = to_input(seen, rng)
         x = np.ascontiguousarray(s.image.transpose(2, 0, 1))[None]
         out = backend.infer(x)
@@ -74,7 +76,12 @@ def _run(frames: list[Any], backend: OrtBackend, ood: Any, labels: LabelSpace, c
             errors.append(ood(x))
     det = evaluate_detections(preds, gts, labels.detection)
     return {"AP50": det["AP50"], "mAP": det["mAP"], "mIoU": meter.compute()["mIoU"], "embeds": np.stack(embeds),
-            "ood_errors": np.array(errors)}
+            "ood_errors": np.array(errors), "image_stats": np.array(stats)}
+
+
+def _window_p(ref: DriftReference, values: np.ndarray) -> np.ndarray:
+    proj = ref.project(values)
+    return np.array([ref.p_value(ref.statistic(w)) for w in _windows(proj, ref.window)])
 
 
 def evaluate(specs: list[str], bundle: Path, out: Path, *, max_frames: int, names: tuple[str, ...], seed: int = 0,
@@ -88,6 +95,8 @@ def evaluate(specs: list[str], bundle: Path, out: Path, *, max_frames: int, name
     backend = OrtBackend(bundle, manifest, cfg)
     ood, ood_ref = load_ood(bundle, manifest, threads=2) if "ood" in manifest.files else (None, None)
     ref = DriftReference.load(bundle / manifest.files["drift_reference"])
+    image_ref = DriftReference.load(bundle / manifest.files["image_reference"]) if "image_reference" in manifest.files \
+        else None
     monitor = load_config(MonitorConfig, None, prefix="monitor.")
     labels = LabelSpace.load()
     src = open_sources(specs, cache_dir=cache_dir, labelled=True)
@@ -97,17 +106,22 @@ def evaluate(specs: list[str], bundle: Path, out: Path, *, max_frames: int, name
     clean: dict[str, Any] = {}
     for cond in conditions:
         r = _run(frames, backend, ood, labels, cond, seed)
-        proj = ref.project(r["embeds"])
-        win_p = np.array([ref.p_value(mmd2_unbiased(w, ref.sample, ref.gamma)) for w in _windows(proj, ref.window)])
+        emb_p = win_p = _window_p(ref, r["embeds"])
+        img_p = _window_p(image_ref, r["image_stats"]) if image_ref is not None else None
+        if img_p is not None:   # as the node combines the channels
+            win_p = np.minimum(1.0, 2.0 * np.minimum(emb_p, img_p))
         ood_scores = np.array([ood_ref.score(e) for e in r["ood_errors"]]) if ood_ref is not None else np.array([])
         row = {"corruption": "clean" if cond is None else cond[0], "severity": 0 if cond is None else cond[1],
                "AP50": r["AP50"], "mAP": r["mAP"], "mIoU": r["mIoU"], "drift_p_median": float(np.median(win_p)),
                "drift_alarm_rate": float((win_p < monitor.drift_p_error).mean()),
                "ood_score_mean": float(ood_scores.mean()) if len(ood_scores) else float("nan")}
         if cond is None:
-            clean = {"p": win_p, "ood": ood_scores}
+            clean = {"p": win_p, "ood": ood_scores, "emb_p": emb_p, "img_p": img_p}
         else:
             row["drift_auroc"] = auroc(-np.log(clean["p"]), -np.log(win_p))
+            row["drift_auroc_embedding"] = auroc(-np.log(clean["emb_p"]), -np.log(emb_p))
+            if img_p is not None:
+                row["drift_auroc_image"] = auroc(-np.log(clean["img_p"]), -np.log(img_p))
             row["ood_auroc_frame"] = auroc(clean["ood"], ood_scores) if len(ood_scores) else float("nan")
             row["ood_auroc_window"] = auroc(np.array([w.mean() for w in _windows(clean["ood"], ref.window)]),
                                             np.array([w.mean() for w in _windows(ood_scores, ref.window)])) \
@@ -117,6 +131,7 @@ def evaluate(specs: list[str], bundle: Path, out: Path, *, max_frames: int, name
               f"drift AUROC {row.get('drift_auroc', float('nan')):.3f}  OOD AUROC {row.get('ood_auroc_frame', float('nan')):.3f}",
               flush=True)
     report = {"model": manifest.name + (" (int8)" if int8 else ""), "frames": len(frames), "window": ref.window,
+              "image_statistics": image_ref is not None,
               "rows": rows, "data": specs,
               "clean_false_alarm_rate": rows[0]["drift_alarm_rate"]}
     _write(out, report)
@@ -126,12 +141,16 @@ def evaluate(specs: list[str], bundle: Path, out: Path, *, max_frames: int, name
 def _write(out: Path, report: dict[str, Any]) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "robustness.json").write_text(json.dumps(report, indent=1, default=float))
+    both = "embedding + image statistics" if report.get("image_statistics") else "embedding only"
     lines = [f"# Robustness of {report['model']} ({report['frames']} frames, drift window {report['window']})", "",
-             "| corruption | sev | AP50 | mIoU | drift AUROC | OOD AUROC (frame) | OOD AUROC (window) | drift alarms |",
-             "|---|---|---|---|---|---|---|---|"]
+             f"Drift AUROC: the node's drift p-value ({both}); the embedding's alone in its own column.", "",
+             "| corruption | sev | AP50 | mIoU | drift AUROC | drift AUROC (embedding) | OOD AUROC (frame) | "
+             "OOD AUROC (window) | drift alarms |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in report["rows"]:
         lines.append(f"| {r['corruption']} | {r['severity']} | {r['AP50']:.3f} | {r['mIoU']:.3f} | "
-                     f"{r.get('drift_auroc', float('nan')):.3f} | {r.get('ood_auroc_frame', float('nan')):.3f} | "
+                     f"{r.get('drift_auroc', float('nan')):.3f} | {r.get('drift_auroc_embedding', float('nan')):.3f} | "
+                     f"{r.get('ood_auroc_frame', float('nan')):.3f} | "
                      f"{r.get('ood_auroc_window', float('nan')):.3f} | {r['drift_alarm_rate']:.2f} |")
     (out / "robustness.md").write_text("\n".join(lines) + "\n")
     import matplotlib

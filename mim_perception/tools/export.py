@@ -23,6 +23,7 @@ import numpy as np
 from mim_perception.core.errors import ConfigError
 from mim_perception.core.labels import LabelSpace
 from mim_perception.core.monitoring.drift import DriftReference
+from mim_perception.core.monitoring.image_stats import KERNEL_SCALES as IMAGE_KERNEL_SCALES
 from mim_perception.core.monitoring.ood import OodReference
 from mim_perception.core.preprocess import letterbox
 from mim_perception.inference.manifest import INPUT_NAME, OUTPUT_NAMES, Manifest, load_manifest, write_manifest
@@ -256,11 +257,11 @@ def recalibrate_drift(bundle: Path, specs: list[str], *, frames: int, cache_dir:
                            "(mim-perception export --recalibrate-drift)")
 
 
-def reference_from_replay(embeds: np.ndarray, *, window: int = DRIFT_WINDOW,
-                          null_draws: int = REPLAY_NULL_DRAWS) -> DriftReference:
-    """Drift reference from node-sampled embeddings of long clean drives in drive order (every embedding is one
-    runtime sample, so null windows are runs of consecutive ones)."""
-    return DriftReference.build(embeds, window=window, null_draws=null_draws, sequential=True)
+def reference_from_replay(embeds: np.ndarray, *, window: int = DRIFT_WINDOW, null_draws: int = REPLAY_NULL_DRAWS,
+                          scales: tuple[float, ...] = (1.0,)) -> DriftReference:
+    """Drift reference from node-sampled embeddings (or image statistics) of long clean drives in drive order
+    (every row is one runtime sample, so null windows are runs of consecutive ones)."""
+    return DriftReference.build(embeds, window=window, null_draws=null_draws, sequential=True, scales=scales)
 
 
 def recalibrate_drift_from_replay(bundle: Path, replay: Path, *, window: int = DRIFT_WINDOW,
@@ -274,6 +275,15 @@ def recalibrate_drift_from_replay(bundle: Path, replay: Path, *, window: int = D
     manifest = load_manifest(bundle)
     with np.load(replay, allow_pickle=False) as z:
         embeds, meta = z["embeddings"], json.loads(str(z["meta"]))
+        stats = z["image_stats"] if "image_stats" in z.files else None
+        transport = meta.get("transport_jpeg")
+        times = z["time"] if "time" in z.files else None
+    sidecar = replay.with_suffix(".img.npz")   # drift_replay.py --image-stats-only on the same drives
+    if (stats is None or len(stats) != len(embeds)) and sidecar.is_file():
+        with np.load(sidecar, allow_pickle=False) as z:
+            if times is None or not np.array_equal(z["time"], times):
+                raise ConfigError(f"{sidecar} does not hold the frames of {replay} (camera times differ)")
+            stats, transport = z["image_stats"], json.loads(str(z["meta"])).get("transport_jpeg")
     if meta.get("model_sha256") != manifest.sha256.get(manifest.files["onnx"]):
         raise ConfigError(f"{replay} was embedded by another model (sha256 {str(meta.get('model_sha256'))[:12]}), "
                           f"not by {bundle}'s {manifest.files['onnx']}")
@@ -282,18 +292,33 @@ def recalibrate_drift_from_replay(bundle: Path, replay: Path, *, window: int = D
         raise ConfigError(f"{replay} samples every {meta.get('every')} frames, the node every {every} "
                           "(perception.drift_every): re-run the replay")
     ref = reference_from_replay(embeds, window=window, null_draws=null_draws)
+    image_ref = None
+    if stats is not None and len(stats) == len(embeds) and len(embeds):
+        image_ref = reference_from_replay(stats, window=window, null_draws=null_draws, scales=IMAGE_KERNEL_SCALES)
     return _save_reference(bundle, manifest, ref, f"{len(embeds)} node-sampled embeddings of {meta['minutes']:g} min of "
                            f"clean procedural driving at {meta['hz']:g} Hz (seeds {meta['seed']}+, every {every} frames), "
-                           f"window {window}, null of {null_draws} windows (export --recalibrate-drift --drift-replay)")
+                           f"window {window}, null of {null_draws} windows (export --recalibrate-drift --drift-replay)"
+                           + (f"; image statistics of the same frames likewise (scales {IMAGE_KERNEL_SCALES}, camera "
+                              f"JPEG transport per scene {transport or 'none'})" if image_ref else ""), image_ref)
 
 
-def _save_reference(bundle: Path, manifest: Manifest, ref: DriftReference, how: str) -> Manifest:
+def _save_reference(bundle: Path, manifest: Manifest, ref: DriftReference, how: str,
+                    image_ref: DriftReference | None = None) -> Manifest:
+    """Write the drift reference(s) and re-sign. Without a new image reference the old one is dropped: it was
+    calibrated with the previous embedding reference's drives, and the pair's false-alarm bound assumes both
+    come from the same clean input."""
     from dataclasses import replace
 
     ref.save(bundle / "drift_reference.npz")
+    files = dict(manifest.files) | {"drift_reference": "drift_reference.npz"}
+    files.pop("image_reference", None)
+    if image_ref is not None:
+        image_ref.save(bundle / "image_reference.npz")
+        files["image_reference"] = "image_reference.npz"
+    elif (bundle / "image_reference.npz").is_file():
+        (bundle / "image_reference.npz").unlink()
     training = dict(manifest.training) | {"drift_reference": how, "drift_window": ref.window}
-    write_manifest(bundle, replace(manifest, files=dict(manifest.files) | {"drift_reference": "drift_reference.npz"},
-                                   training=training))
+    write_manifest(bundle, replace(manifest, files=files, training=training))
     return load_manifest(bundle)
 
 

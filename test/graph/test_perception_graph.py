@@ -132,7 +132,24 @@ def ood_bundle(tiny_bundle, tmp_path_factory):
     save_checkpoint(root / "mim.pt", build_mim("convnext_smoke"), {})
     m = attach_ood(root / "bundle", root / "mim.pt", ["synthetic:1:20:0:320x192"], frames=20, cache_dir=root / "cache")
     assert {"ood", "ood_reference"} <= set(m.files) and m.metrics["ood_precision"] == "int8"
+    _attach_image_reference(root / "bundle")
     return root / "bundle"
+
+
+def _attach_image_reference(bundle: Path) -> None:
+    """An image-statistics reference from frames like the test's own (uniform noise), so the node runs both channels."""
+    from dataclasses import replace
+
+    from mim_perception.core.monitoring.drift import DriftReference
+    from mim_perception.core.monitoring.image_stats import image_statistics
+    from mim_perception.inference.manifest import load_manifest, write_manifest
+
+    m = load_manifest(bundle)
+    window = DriftReference.load(bundle / m.files["drift_reference"]).window
+    rng = np.random.default_rng(7)
+    stats = [image_statistics(rng.integers(0, 255, (H, W, 3), np.uint8)) for _ in range(64 + 2 * window)]
+    DriftReference.build(np.array(stats), window=window, sample=64, null_draws=50).save(bundle / "image_reference.npz")
+    write_manifest(bundle, replace(m, files=dict(m.files) | {"image_reference": "image_reference.npz"}))
 
 
 def test_ood_scores_reach_drift_status_and_diagnostics(ros_context, probe, ood_bundle, tmp_path):
@@ -168,6 +185,12 @@ def test_ood_scores_reach_drift_status_and_diagnostics(ros_context, probe, ood_b
         wait_for(lambda: bool(scored()), 10, spin, "diagnostics with OOD counters")
         v = scored()
         assert 0.0 <= float(v["ood_score"]) <= 1.0 and int(v["ood_scored"]) + int(v["ood_skipped_busy"]) <= 8
+        # both drift channels ran; the published p-value is their Bonferroni combination
+        p_emb, p_img = float(v["drift_p_embedding"]), float(v["drift_p_image"])
+        assert 0.0 < p_emb <= 1.0 and 0.0 < p_img <= 1.0
+        combined = min(1.0, 2 * min(p_emb, p_img))
+        wait_for(lambda: any(m.drift_p_value == pytest.approx(combined, rel=1e-2) for m in drift), 5, spin,
+                 f"a DriftStatus with p = {combined:.3g}")
     finally:
         runner.stop()
 

@@ -128,11 +128,23 @@ def test_recalibrate_from_a_node_sampled_replay(tiny_bundle, tmp_path) -> None:
     rng = np.random.default_rng(0)
     emb = rng.normal(size=(600, m.embed_dim)).astype(np.float32)
     meta = {"model_sha256": m.sha256[m.files["onnx"]], "every": 5, "minutes": 2.0, "hz": 30.0, "seed": 20000}
-    np.savez(tmp_path / "r.npz", embeddings=emb, meta=json.dumps(meta))
+    times = np.arange(600) / 6.0
+    np.savez(tmp_path / "r.npz", embeddings=emb, time=times, meta=json.dumps(meta))
+    stats = rng.normal(size=(600, 4))
+    np.savez(tmp_path / "r.img.npz", image_stats=stats, time=times, meta=json.dumps(meta))   # the sidecar
     m2 = recalibrate_drift_from_replay(bundle, tmp_path / "r.npz", null_draws=300)
     ref = DriftReference.load(bundle / m2.files["drift_reference"])
     assert len(ref.null) == 300 and ref.window == 32 and "node-sampled" in m2.training["drift_reference"]
+    image_ref = DriftReference.load(bundle / m2.files["image_reference"])
+    assert image_ref.mean.shape == (4,) and image_ref.window == 32 and "image statistics" in m2.training["drift_reference"]
     load_manifest(bundle)   # re-signed: every sha256 still verifies
+    np.savez(tmp_path / "r.img.npz", image_stats=stats, time=times + 1, meta=json.dumps(meta))
+    with pytest.raises(ConfigError, match="camera times differ"):
+        recalibrate_drift_from_replay(bundle, tmp_path / "r.npz", null_draws=300)
+    np.savez(tmp_path / "plain.npz", embeddings=emb, meta=json.dumps(meta))   # no image statistics: none shipped
+    m3 = recalibrate_drift_from_replay(bundle, tmp_path / "plain.npz", null_draws=300)
+    assert "image_reference" not in m3.files and not (bundle / "image_reference.npz").exists()
+    load_manifest(bundle)
     np.savez(tmp_path / "other.npz", embeddings=emb, meta=json.dumps(meta | {"model_sha256": "0" * 64}))
     with pytest.raises(ConfigError, match="another model"):
         recalibrate_drift_from_replay(bundle, tmp_path / "other.npz")

@@ -134,3 +134,66 @@ def test_strided_null_matches_strided_runtime_windows() -> None:
     assert 0.1 < median_p(strided) < 0.9
     with pytest.raises(ValueError, match="stride"):
         DriftReference.build(train[:300], window=W, dims=8, sample=256, sequential=True, stride=stride)
+
+
+def test_image_statistics_see_blur_and_contrast_but_not_transport_jpeg() -> None:
+    import cv2
+
+    from mim_perception.core.errors import BadImageError
+    from mim_perception.core.monitoring.image_stats import FEATURES, image_statistics
+    from mim_perception.sim.synthetic import SceneConfig, SyntheticScene
+
+    img = SyntheticScene(SceneConfig(seed=3)).render()[0]
+    f = image_statistics(img)
+    assert f.shape == (len(FEATURES),) and np.isfinite(f).all()
+    blur = image_statistics(cv2.GaussianBlur(img, (0, 0), 3))
+    assert (blur[2:] < f[2:] - 0.3).all(), "sharpness at both scales drops on blur"
+    flat = image_statistics(((img.astype(np.float32) - 128) * 0.2 + 128).astype(np.uint8))
+    assert flat[1] < f[1] - 1.0, "log contrast drops"
+    q90 = cv2.imdecode(cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 90])[1], cv2.IMREAD_COLOR)
+    assert np.abs(image_statistics(q90) - f).max() < 0.1, "camera transport JPEG is not a fault"
+    for bad in (img[..., 0], img.astype(np.float32), img[:4]):
+        with pytest.raises(BadImageError):
+            image_statistics(bad)
+
+
+def test_image_channel_is_combined_with_a_bonferroni_bound(ref: DriftReference) -> None:
+    from mim_perception.core.errors import ConfigError
+
+    rng = np.random.default_rng(5)
+    image_ref = DriftReference.build(rng.normal(size=(900, 4)), window=W, sample=256, null_draws=300)
+    with pytest.raises(ConfigError, match="window"):
+        DriftDetector(ref, image_reference=DriftReference.build(rng.normal(size=(900, 4)), window=W // 2))
+    emb = _gauss(rng, W)
+    for shift, drifted in ((0.0, False), (3.0, True)):   # the embedding alone is clean; only the images change
+        det = DriftDetector(ref, image_reference=image_ref)
+        for e in emb:
+            det.add(e, rng.normal(size=4) + shift)
+        r = det.result()
+        assert r is not None and r.p_value == min(1.0, 2 * min(r.p_embedding, r.p_image))
+        assert (r.p_value < 1e-3) == drifted and r.p_embedding > 1e-3
+    det.add(emb[0], np.full(4, np.nan))   # a non-finite statistic is counted, the embedding still taken
+    assert det.rejected == 1 and len(det.window) == W
+    plain = DriftDetector(ref)
+    for e in emb:
+        plain.add(e, np.zeros(4))   # no image reference: statistics ignored, p is the embedding's
+    r = plain.result()
+    assert r is not None and r.p_value == r.p_embedding and np.isnan(r.p_image)
+
+
+def test_wide_kernels_keep_growing_with_the_shift_where_one_gaussian_saturates(tmp_path: Path) -> None:
+    rng = np.random.default_rng(11)
+    clean = rng.normal(size=(800, 4))
+    one = DriftReference.build(clean, window=W, sample=256, null_draws=100)
+    multi = DriftReference.build(clean, window=W, sample=256, null_draws=100, scales=(1.0, 10.0, 100.0))
+    window = rng.normal(size=(W, 4))
+
+    def stat(ref: DriftReference, shift: float) -> float:
+        return mmd2_unbiased(ref.project(window + shift), ref.sample, ref.gamma)
+
+    assert stat(one, 50.0) == pytest.approx(stat(one, 10.0), rel=1e-6), "one kernel: every far window looks alike"
+    assert stat(multi, 50.0) > stat(multi, 10.0) * 1.05 > stat(multi, 3.0)
+    assert multi.p_value(stat(multi, 50.0)) <= multi.p_value(stat(multi, 10.0)) < 1e-3
+    multi.save(tmp_path / "m.npz")
+    back = DriftReference.load(tmp_path / "m.npz")
+    assert back.gamma.shape == (3,) and stat(back, 10.0) == stat(multi, 10.0)

@@ -5,16 +5,20 @@ the embeddings are projected onto their top-k principal directions (whitened), a
 and the null distribution of the test statistic for the runtime window size is estimated by drawing
 windows from held-out reference embeddings. At run time the statistic is the unbiased squared MMD with
 a Gaussian kernel (median-heuristic bandwidth); its p-value comes from that null distribution, so the
-score is calibrated per model without hand-tuned thresholds.
+score is calibrated per model without hand-tuned thresholds. An optional second reference does the same for
+cheap image-quality statistics of the frames (``image_stats``), which see blur and compression the embedding
+is trained to ignore.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
+from scipy.special import gammaincc  # imported with the module: a first import inside a frame took 2.6 s
 
 from mim_perception.core.errors import ConfigError, ModelLoadError
 
@@ -23,15 +27,27 @@ def _sqdist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.maximum((a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * a @ b.T, 0.0)
 
 
-def mmd2_unbiased(x: np.ndarray, y: np.ndarray, gamma: float) -> float:
-    """Unbiased MMD² between samples x (n×k) and y (m×k) with kernel exp(-gamma·|a−b|²)."""
+def _kernel(d2: np.ndarray, gamma: float | np.ndarray) -> np.ndarray:
+    g = np.atleast_1d(np.asarray(gamma, np.float64))
+    if len(g) == 1:
+        return np.exp(-g[0] * d2)
+    return np.mean([np.exp(-gk * d2) for gk in g], axis=0)
+
+
+def _self_term(y: np.ndarray, gamma: float | np.ndarray) -> float:
+    m = len(y)
+    return float((_kernel(_sqdist(y, y), gamma).sum() - m) / (m * (m - 1)))
+
+
+def mmd2_unbiased(x: np.ndarray, y: np.ndarray, gamma: float | np.ndarray, y_term: float | None = None) -> float:
+    """Unbiased MMD² between samples x (n×k) and y (m×k) with kernel exp(-gamma·|a−b|²), averaged over the
+    values of ``gamma`` when it is an array (several bandwidths). ``y_term``: y's own term, when y is a fixed
+    reference sample (it is most of the cost: m² kernel values)."""
     n, m = len(x), len(y)
     if n < 2 or m < 2:
         raise ValueError("MMD needs at least 2 samples on each side")
-    kxx = np.exp(-gamma * _sqdist(x, x))
-    kyy = np.exp(-gamma * _sqdist(y, y))
-    kxy = np.exp(-gamma * _sqdist(x, y))
-    return float((kxx.sum() - n) / (n * (n - 1)) + (kyy.sum() - m) / (m * (m - 1)) - 2.0 * kxy.mean())
+    yy = _self_term(y, gamma) if y_term is None else y_term
+    return _self_term(x, gamma) + yy - 2.0 * float(_kernel(_sqdist(x, y), gamma).mean())
 
 
 @dataclass(frozen=True)
@@ -39,23 +55,35 @@ class DriftReference:
     mean: np.ndarray          # D
     components: np.ndarray    # D×k, whitening projection
     sample: np.ndarray        # m×k projected reference sample
-    gamma: float
+    gamma: np.ndarray         # kernel parameter(s): one per bandwidth
     window: int
     null: np.ndarray          # sorted MMD² of reference windows (calibration)
 
     def project(self, emb: np.ndarray) -> np.ndarray:
         return (np.asarray(emb, np.float64) - self.mean) @ self.components
 
+    @cached_property
+    def _sample_term(self) -> float:
+        return _self_term(self.sample, self.gamma)
+
+    def statistic(self, window: np.ndarray) -> float:
+        """MMD² of a window of projected samples against the reference sample."""
+        return mmd2_unbiased(window, self.sample, self.gamma, self._sample_term)
+
     @classmethod
     def build(cls, embeddings: np.ndarray, *, window: int, dims: int = 16, sample: int = 256, null_draws: int = 200,
-              seed: int = 0, sequential: bool = False, stride: int = 1) -> DriftReference:
+              seed: int = 0, sequential: bool = False, stride: int = 1,
+              scales: tuple[float, ...] = (1.0,)) -> DriftReference:
         """``embeddings`` N×D from clean validation frames (N ≥ sample + window, the rest calibrates the null).
 
         ``sequential``: the embeddings are in temporal order (frames of drives) and null windows are runs of
         consecutive frames, like the runtime window. Consecutive frames share a scene, lighting and weather, so
         their windows differ from the pooled reference far more than random draws do; a null of random draws
         would then call every clean drive drifted. ``stride``: the runtime takes one embedding every ``stride``
-        frames (perception.drift_every), so null windows take every ``stride``-th frame of a run too."""
+        frames (perception.drift_every), so null windows take every ``stride``-th frame of a run too.
+        ``scales``: kernel bandwidths² as multiples of the median heuristic. One Gaussian kernel saturates when a
+        window lies far from the reference (every cross term ~0, so MMD² only measures the window's own spread
+        and a larger shift can score *lower*); wider kernels keep growing with the shift."""
         e = np.asarray(embeddings, np.float64)
         if e.ndim != 2 or not np.isfinite(e).all():
             raise ValueError("reference embeddings must be a finite N×D array")
@@ -75,14 +103,15 @@ class DriftReference:
         proj = (e - mean) @ comps
         ref, held = proj[:sample], proj[sample:]
         d = _sqdist(ref, ref)
-        gamma = 1.0 / max(float(np.median(d[d > 0])) if (d > 0).any() else 1.0, 1e-12)
+        gamma = 1.0 / max(float(np.median(d[d > 0])) if (d > 0).any() else 1.0, 1e-12) / np.asarray(scales, np.float64)
         if sequential:
             span = (window - 1) * stride + 1
             starts = rng.integers(0, len(held) - span + 1, null_draws)
             draws = [held[s0:s0 + span:stride] for s0 in starts]
         else:
             draws = [held[rng.choice(len(held), window, replace=len(held) < window)] for _ in range(null_draws)]
-        null = np.sort([mmd2_unbiased(d, ref, gamma) for d in draws])
+        yy = _self_term(ref, gamma)
+        null = np.sort([mmd2_unbiased(d, ref, gamma, yy) for d in draws])
         return cls(mean, comps, ref, gamma, window, np.asarray(null))
 
     def p_value(self, stat: float) -> float:
@@ -93,12 +122,10 @@ class DriftReference:
         greater = n - int(np.searchsorted(self.null, stat, side="left"))
         if greater > 0:
             return float((greater + 1) / (n + 1))
-        from scipy.stats import gamma
-
         shift = float(self.null[0]) - 1e-12
         x = self.null - shift
         mean, var = float(x.mean()), float(x.var()) + 1e-30
-        tail = float(gamma.sf(stat - shift, mean * mean / var, scale=var / mean))
+        tail = float(gammaincc(mean * mean / var, max(stat - shift, 0.0) * mean / var))   # gamma survival
         return min(1.0 / (n + 1), tail)
 
     def save(self, path: Path) -> None:
@@ -109,36 +136,48 @@ class DriftReference:
     def load(cls, path: Path) -> DriftReference:
         try:
             with np.load(path, allow_pickle=False) as z:
-                return cls(z["mean"], z["components"], z["sample"], float(z["gamma"]), int(z["window"]), z["null"])
+                gamma = np.atleast_1d(z["gamma"]).astype(np.float64)   # older files: one scalar bandwidth
+                return cls(z["mean"], z["components"], z["sample"], gamma, int(z["window"]), z["null"])
         except (OSError, KeyError, ValueError) as e:
             raise ModelLoadError(f"drift reference {path} cannot be read: {e}") from e
 
 
 @dataclass(frozen=True)
 class DriftResult:
-    statistic: float      # MMD²
-    p_value: float
+    statistic: float      # MMD² of the embedding window
+    p_value: float        # the window's p-value: the embedding's, or both channels' combined (Bonferroni)
     score: float          # 1 − p: 0 = like the reference, → 1 = drifted
     samples: int          # embeddings in the window
+    p_embedding: float = float("nan")
+    p_image: float = float("nan")   # image-statistics channel (NaN: no image reference)
 
 
 class DriftDetector:
-    """Feed one embedding every ``every`` frames; ``result()`` once the window is full (None before)."""
+    """Feed one embedding every ``every`` frames; ``result()`` once the window is full (None before).
 
-    def __init__(self, reference: DriftReference, every: int = 1) -> None:
+    With an ``image_reference`` (``core.monitoring.image_stats`` of the same frames), a second window of image
+    statistics is tested the same way and the two p-values are combined with a Bonferroni bound,
+    p = min(1, 2·min(p_embedding, p_image)): the false-alarm rate of either test alone holds for the pair."""
+
+    def __init__(self, reference: DriftReference, every: int = 1, image_reference: DriftReference | None = None) -> None:
         if every < 1:
             raise ConfigError("drift: every must be >= 1")
+        if image_reference is not None and image_reference.window != reference.window:
+            raise ConfigError(f"drift: image reference window {image_reference.window} differs from the embedding "
+                              f"reference's {reference.window}")
         self.ref = reference
+        self.image_ref = image_reference
         self.every = every
         self.window: deque[np.ndarray] = deque(maxlen=reference.window)
+        self.image_window: deque[np.ndarray] = deque(maxlen=reference.window)
         self._frames = 0
-        self.rejected = 0     # non-finite embeddings (counted, never used)
+        self.rejected = 0     # non-finite embeddings or image statistics (counted, never used)
 
     def wants(self) -> bool:
         """Whether the next frame's embedding is needed (so the caller can skip computing it)."""
         return self._frames % self.every == 0
 
-    def add(self, embedding: np.ndarray) -> bool:
+    def add(self, embedding: np.ndarray, image_stats: np.ndarray | None = None) -> bool:
         take = self.wants()
         self._frames += 1
         if not take:
@@ -148,16 +187,28 @@ class DriftDetector:
             self.rejected += 1
             return False
         self.window.append(self.ref.project(e[None])[0])
+        if self.image_ref is not None and image_stats is not None:
+            f = np.asarray(image_stats, np.float64).reshape(-1)
+            if f.shape == self.image_ref.mean.shape and np.isfinite(f).all():
+                self.image_window.append(self.image_ref.project(f[None])[0])
+            else:
+                self.rejected += 1
         return True
 
     def reset(self) -> None:
         """Clock jump / new episode: old frames no longer describe the input."""
         self.window.clear()
+        self.image_window.clear()
         self._frames = 0
 
     def result(self) -> DriftResult | None:
         if len(self.window) < self.ref.window:
             return None
-        stat = mmd2_unbiased(np.stack(self.window), self.ref.sample, self.ref.gamma)
-        p = self.ref.p_value(stat)
-        return DriftResult(stat, p, 1.0 - p, len(self.window))
+        stat = self.ref.statistic(np.stack(self.window))
+        p_emb = p = self.ref.p_value(stat)
+        p_img = float("nan")
+        if self.image_ref is not None and len(self.image_window) == self.image_ref.window:
+            ref = self.image_ref
+            p_img = ref.p_value(ref.statistic(np.stack(self.image_window)))
+            p = min(1.0, 2.0 * min(p_emb, p_img))
+        return DriftResult(stat, p, 1.0 - p, len(self.window), p_emb, p_img)

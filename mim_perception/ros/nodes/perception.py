@@ -26,6 +26,7 @@ from mim_perception.core.errors import BadImageError, MimPerceptionError, ModelL
 from mim_perception.core.inputs import InputConfig
 from mim_perception.core.monitoring.drift import DriftDetector, DriftReference
 from mim_perception.core.monitoring.health import Level, MonitorConfig, drift_alarm, judge, ood_alarm
+from mim_perception.core.monitoring.image_stats import FEATURES as IMAGE_FEATURES
 from mim_perception.core.monitoring.ood import OodMonitor
 from mim_perception.core.pipeline import Perceiver, PerceptionConfig, PerceptionResult
 from mim_perception.core.tracking.tracker import Tracker, TrackerConfig
@@ -54,6 +55,7 @@ class PerceptionNode(MimLifecycleNode):
         self.warnings: deque[str] = deque(maxlen=3)
         self.invalid_outputs = 0
         self._invalid_reported = 0   # invalid_outputs at the last diagnostics message
+        self._last_drift = (NAN, NAN)   # p-values of the embedding and image-statistics channels, last window
         self.ood: OodMonitor | None = None
 
     def configure(self) -> None:
@@ -102,7 +104,23 @@ class PerceptionNode(MimLifecycleNode):
             self.warnings.append(f"drift reference is for {ref.mean.shape[0]}-d embeddings, model gives "
                                  f"{self.manifest.embed_dim}: drift monitoring disabled")
             return None
-        return DriftDetector(ref, every=self.pcfg.drift_every)
+        return DriftDetector(ref, every=self.pcfg.drift_every, image_reference=self._load_image_reference(bundle, ref))
+
+    def _load_image_reference(self, bundle: Path, ref: DriftReference) -> DriftReference | None:
+        name = self.manifest.files.get("image_reference")
+        if not name:   # older bundles: the embedding alone (blur / compression are then barely seen)
+            return None
+        try:
+            image_ref = DriftReference.load(bundle / name)
+        except ModelLoadError as e:
+            self.warnings.append(f"image-statistics drift disabled: {e}")
+            return None
+        if image_ref.mean.shape[0] != len(IMAGE_FEATURES) or image_ref.window != ref.window:
+            self.warnings.append(f"image reference is for {image_ref.mean.shape[0]} statistics / window "
+                                 f"{image_ref.window}, expected {len(IMAGE_FEATURES)} / {ref.window}: "
+                                 "image-statistics drift disabled")
+            return None
+        return image_ref
 
     def _restart_monitors(self) -> None:
         if self.drift is not None:
@@ -198,6 +216,7 @@ class PerceptionNode(MimLifecycleNode):
         if fresh is not None:
             self.ood_alarm.update(fresh)
         if r.drift is not None:
+            self._last_drift = (r.drift.p_embedding, r.drift.p_image)
             level = max(self.drift_alarm.update(r.drift.p_value), self.ood_alarm.level)
             self.drift_pub.publish(DriftStatus(header=header, camera=self.hardware_id, model_id=self.model_id,
                                                reference_loaded=True, window_size=r.drift.samples,
@@ -228,6 +247,7 @@ class PerceptionNode(MimLifecycleNode):
         verdict = judge(self.stats, self.monitor, self._now(), tuple(self.errors), tuple(findings))
         verdict.values |= {"model": self.model_id, "backend": self.perceiver.backend.name,
                            "drift_p_value": f"{self.drift_alarm.p_value:.3g}",
+                           "drift_p_embedding": f"{self._last_drift[0]:.3g}", "drift_p_image": f"{self._last_drift[1]:.3g}",
                            "drift_low_p_run": str(self.drift_alarm.run), "invalid_outputs": str(self.invalid_outputs),
                            "drift_rejected_embeddings": str(self.drift.rejected if self.drift is not None else 0),
                            "ood_score": f"{ood:.5f}" if self.ood is not None else
