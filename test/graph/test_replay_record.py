@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from conftest import wait_for
 from rclpy.executors import SingleThreadedExecutor
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CompressedImage
 
@@ -69,8 +70,10 @@ def test_replay_delivers_every_frame_in_order_with_clock(ros_context, tmp_path):
     got: list[bytes] = []
     clocks: list[int] = []
     node.create_subscription(CompressedImage, "/renamed", got.append, qos.RELIABLE, raw=True)
+    # /clock ticks at 500 Hz of wall time here (100 Hz of bag time, rate 5): a reader queue of the default depth
+    # (10) drops the oldest ticks whenever this single-threaded spin falls 20 ms behind (it did at start-up on CI)
     node.create_subscription(Clock, "/clock", lambda m: clocks.append(m.clock.sec * 10**9 + m.clock.nanosec),
-                             qos.RELIABLE)
+                             QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1000, reliability=ReliabilityPolicy.RELIABLE))
     stop = threading.Event()
     th, out = _replay_thread(tmp_path / "bag", ros_context, rate=5.0, qos="reliable", topics=(TOPIC,),
                              remaps=((TOPIC, "/renamed"),), wait_for_subscribers=1, wait_timeout=10.0,
