@@ -47,6 +47,7 @@ class _Probe:
         self.latency_ms: list[float] = []
         self.decode_ms: list[float] = []
         self.drops = (0, 0, 0)
+        self.node_received = 0   # frames the node received, by its own count
         self.diag_level = -1
         self.diag_message = ""
         self._lock = threading.Lock()
@@ -80,6 +81,7 @@ class _Probe:
             self.latency_ms.append(m.pipeline_ms)
             self.decode_ms.append(m.decode_ms)
             self.drops = (m.dropped_superseded, m.dropped_busy, m.dropped_malformed)
+            self.node_received = max(self.node_received, m.frames_received)
 
     def _on_dets(self, topic: str, m: Any) -> None:
         with self._lock:
@@ -106,6 +108,7 @@ class _Probe:
                 v = {kv.key: kv.value for kv in s.values}
                 if "dropped_busy" in v:   # periodic: also covers drops after the last processed frame
                     self.drops = (int(v["dropped_superseded"]), int(v["dropped_busy"]), int(v["dropped_malformed"]))
+                    self.node_received = max(self.node_received, int(v.get("frames_received", "0")))
 
     def status_line(self, elapsed: float) -> str:
         with self._lock:
@@ -198,13 +201,22 @@ def _report(probe: _Probe, log: Any, frames: int, perception: bool) -> int:
     received = len(lat)
     if log.publish_wall_ns:
         print(f"replay: {len(log.stamps_ns)} frames in {(log.publish_wall_ns[-1] - log.publish_wall_ns[0]) / 1e9:.2f} s")
-    print(f"frames processed: {received}/{frames}; drops (superseded, busy, malformed): {probe.drops}")
+    # The node's own counters: every frame it received is processed or dropped, and gaps in the stamps count the
+    # frames superseded in its depth-1 queue. Frames sent before its subscription matched (best-effort, as cameras
+    # publish) never reach it and precede the first stamp it could count a gap from: reported, not hidden. This
+    # demo's own subscriptions may also match after the first outputs are published, so it may see fewer.
+    superseded, busy, malformed = probe.drops
+    processed = probe.node_received - busy - malformed if probe.node_received else received
+    unseen = frames - probe.node_received - superseded if probe.node_received else 0
+    print(f"frames processed: {processed}/{frames}; drops (superseded, busy, malformed): {probe.drops}; "
+          f"never received (sent before the node's subscription matched): {unseen}; outputs seen by the demo: "
+          f"{received}")
     if perception:
         per_class = ", ".join(f"{k} {v}" for k, v in sorted(probe.objects.items())) or "none"
         print(f"detections per class: {per_class}; confirmed tracks: {len(probe.track_ids)}")
     else:
         print("no model bundle in models/: ran the input pipeline only (camera_monitor)")
-    return received
+    return processed
 
 
 def register(sub: Any, verb: str) -> None:
