@@ -25,15 +25,9 @@ import numpy as np
 
 
 def _load(path: str) -> dict[str, Any]:
-    """A replay, with the image statistics of its ``.img.npz`` sidecar (``drift_replay.py --image-stats-only``)."""
-    with np.load(path, allow_pickle=False) as z:
-        d = {k: z[k] for k in z.files if k != "meta"} | {"meta": json.loads(str(z["meta"]))}
-    side = Path(path).with_suffix(".img.npz")
-    if len(d.get("image_stats", ())) != len(d["embeddings"]) and side.is_file():
-        with np.load(side, allow_pickle=False) as z:
-            if np.array_equal(z["time"], d["time"]):
-                d["image_stats"] = z["image_stats"]
-    return d
+    from mim_perception.tools.export import load_replay
+
+    return load_replay(Path(path))
 
 
 def _drift(ref: Any, image_ref: Any, d: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

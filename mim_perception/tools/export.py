@@ -264,6 +264,20 @@ def reference_from_replay(embeds: np.ndarray, *, window: int = DRIFT_WINDOW, nul
     return DriftReference.build(embeds, window=window, null_draws=null_draws, sequential=True, scales=scales)
 
 
+def load_replay(path: Path) -> dict[str, Any]:
+    """A replay of ``bench/drift_replay.py`` (arrays + ``meta``), with the image statistics of its ``.img.npz``
+    sidecar (``--image-stats-only`` on the same drives; its meta as ``image_meta``) when the replay has none."""
+    with np.load(path, allow_pickle=False) as z:
+        d: dict[str, Any] = {k: z[k] for k in z.files if k != "meta"} | {"meta": json.loads(str(z["meta"]))}
+    sidecar = path.with_suffix(".img.npz")
+    if len(d.get("image_stats", ())) != len(d["embeddings"]) and sidecar.is_file():
+        with np.load(sidecar, allow_pickle=False) as z:
+            if "time" not in d or not np.array_equal(z["time"], d["time"]):
+                raise ConfigError(f"{sidecar} does not hold the frames of {path} (camera times differ)")
+            d["image_stats"], d["image_meta"] = z["image_stats"], json.loads(str(z["meta"]))
+    return d
+
+
 def recalibrate_drift_from_replay(bundle: Path, replay: Path, *, window: int = DRIFT_WINDOW,
                                   null_draws: int = REPLAY_NULL_DRAWS) -> Manifest:
     """Rebuild the drift reference from embeddings already sampled like the node (``bench/drift_replay.py``: one
@@ -273,17 +287,9 @@ def recalibrate_drift_from_replay(bundle: Path, replay: Path, *, window: int = D
     from mim_perception.core.pipeline import PerceptionConfig
 
     manifest = load_manifest(bundle)
-    with np.load(replay, allow_pickle=False) as z:
-        embeds, meta = z["embeddings"], json.loads(str(z["meta"]))
-        stats = z["image_stats"] if "image_stats" in z.files else None
-        transport = meta.get("transport_jpeg")
-        times = z["time"] if "time" in z.files else None
-    sidecar = replay.with_suffix(".img.npz")   # drift_replay.py --image-stats-only on the same drives
-    if (stats is None or len(stats) != len(embeds)) and sidecar.is_file():
-        with np.load(sidecar, allow_pickle=False) as z:
-            if times is None or not np.array_equal(z["time"], times):
-                raise ConfigError(f"{sidecar} does not hold the frames of {replay} (camera times differ)")
-            stats, transport = z["image_stats"], json.loads(str(z["meta"])).get("transport_jpeg")
+    d = load_replay(replay)
+    embeds, meta, stats = d["embeddings"], d["meta"], d.get("image_stats")
+    transport = d.get("image_meta", meta).get("transport_jpeg")
     if meta.get("model_sha256") != manifest.sha256.get(manifest.files["onnx"]):
         raise ConfigError(f"{replay} was embedded by another model (sha256 {str(meta.get('model_sha256'))[:12]}), "
                           f"not by {bundle}'s {manifest.files['onnx']}")

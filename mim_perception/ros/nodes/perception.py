@@ -90,15 +90,23 @@ class PerceptionNode(MimLifecycleNode):
         self.drift_pub = self.create_lifecycle_publisher(DriftStatus, "~/out/drift", qos.RELIABLE)
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", qos.RELIABLE)
 
-    def _load_drift(self, bundle: Path) -> DriftDetector | None:
-        name = self.manifest.files.get("drift_reference")
+    def _load_reference(self, bundle: Path, role: str, disabled: str) -> DriftReference | None:
+        """The bundle's ``role`` reference, or None with the reason on the warnings (``disabled`` names what stops)."""
+        name = self.manifest.files.get(role)
         if not name:
-            self.warnings.append("model bundle has no drift reference: drift monitoring disabled")
             return None
         try:
-            ref = DriftReference.load(bundle / name)
+            return DriftReference.load(bundle / name)
         except ModelLoadError as e:
-            self.warnings.append(f"drift monitoring disabled: {e}")
+            self.warnings.append(f"{disabled} disabled: {e}")
+            return None
+
+    def _load_drift(self, bundle: Path) -> DriftDetector | None:
+        if "drift_reference" not in self.manifest.files:
+            self.warnings.append("model bundle has no drift reference: drift monitoring disabled")
+            return None
+        ref = self._load_reference(bundle, "drift_reference", "drift monitoring")
+        if ref is None:
             return None
         if ref.mean.shape[0] != self.manifest.embed_dim:
             self.warnings.append(f"drift reference is for {ref.mean.shape[0]}-d embeddings, model gives "
@@ -107,15 +115,9 @@ class PerceptionNode(MimLifecycleNode):
         return DriftDetector(ref, every=self.pcfg.drift_every, image_reference=self._load_image_reference(bundle, ref))
 
     def _load_image_reference(self, bundle: Path, ref: DriftReference) -> DriftReference | None:
-        name = self.manifest.files.get("image_reference")
-        if not name:   # older bundles: the embedding alone (blur / compression are then barely seen)
-            return None
-        try:
-            image_ref = DriftReference.load(bundle / name)
-        except ModelLoadError as e:
-            self.warnings.append(f"image-statistics drift disabled: {e}")
-            return None
-        if image_ref.mean.shape[0] != len(IMAGE_FEATURES) or image_ref.window != ref.window:
+        # older bundles have none: the embedding alone (blur / compression are then barely seen)
+        image_ref = self._load_reference(bundle, "image_reference", "image-statistics drift")
+        if image_ref is not None and (image_ref.mean.shape[0] != len(IMAGE_FEATURES) or image_ref.window != ref.window):
             self.warnings.append(f"image reference is for {image_ref.mean.shape[0]} statistics / window "
                                  f"{image_ref.window}, expected {len(IMAGE_FEATURES)} / {ref.window}: "
                                  "image-statistics drift disabled")
