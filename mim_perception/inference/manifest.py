@@ -49,6 +49,16 @@ class Manifest:
     parity: dict[str, float] = field(default_factory=dict)   # export -> max abs diff vs torch on real frames
     training: dict[str, Any] = field(default_factory=dict)   # data, commands, seeds, schedule
     schema: int = SCHEMA
+    # External detectors (``import-model``): the adapter of their output convention, its input contract, the
+    # model's own class names and the map to the stack's classes ({} = the model's names passed through).
+    adapter: str = ""
+    input_contract: dict[str, Any] = field(default_factory=dict)
+    source_classes: list[str] = field(default_factory=list)
+    class_map: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def external(self) -> bool:
+        return bool(self.adapter)
 
     def path(self, bundle: Path, role: str) -> Path:
         if role not in self.files:

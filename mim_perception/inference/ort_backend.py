@@ -25,6 +25,7 @@ def cpu_session(path: Path, threads: int) -> Any:
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.log_severity_level = 3   # errors only: graphs exported by older tools warn once per initializer
         return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     except Exception as e:   # ImportError, or ORT's own exception types for unreadable or invalid graphs
         raise ModelLoadError(f"ONNX Runtime cannot load {path}: {e}") from e

@@ -115,8 +115,12 @@ def quality_focal_loss(logit: Tensor, target: Tensor, beta: float) -> Tensor:
     return F.binary_cross_entropy_with_logits(logit, target, reduction="none") * (logit.sigmoid() - target).abs().pow(beta)
 
 
-def seg_loss(logits: Tensor, seg: Tensor, num_classes: int) -> tuple[Tensor, Tensor]:
-    """logits B×S×h×w (h = H/4), seg B×H×W uint8 (255 ignore) -> (CE, dice) scalars; zeros when nothing is labelled."""
+def seg_loss(logits: Tensor, seg: Tensor, num_classes: int, sets: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """logits B×S×h×w (h = H/4), seg B×H×W uint8 (255 ignore) -> (CE, dice) scalars; zeros when nothing is labelled.
+
+    ``sets`` B×S×S bool (partial labels): a pixel labelled v may be any class c with sets[b, v, c]; its CE is then
+    -log Σ_c p_c over that set (the model is not taught that a lane marking is road because a dataset calls it
+    road), and such pixels are left out of the dice term."""
     target = seg.long()
     valid = target != IGNORE
     if not bool(valid.any()):
@@ -125,14 +129,46 @@ def seg_loss(logits: Tensor, seg: Tensor, num_classes: int) -> tuple[Tensor, Ten
     if int(target[valid].max()) >= num_classes:
         raise ValueError(f"segmentation label {int(target[valid].max())} >= {num_classes} classes")
     up = F.interpolate(logits, size=seg.shape[-2:], mode="bilinear", align_corners=False)     # B×S×H×W
-    ce = F.cross_entropy(up, target, ignore_index=IGNORE)
-    prob = up.softmax(1) * valid.unsqueeze(1)                                                 # B×S×H×W
-    onehot = F.one_hot(torch.where(valid, target, 0), num_classes).permute(0, 3, 1, 2) * valid.unsqueeze(1)
+    safe = torch.where(valid, target, 0)
+    exact = valid
+    if sets is None:
+        ce = F.cross_entropy(up, target, ignore_index=IGNORE)
+    else:
+        allowed = sets[torch.arange(len(seg), device=seg.device)[:, None, None], safe].permute(0, 3, 1, 2)  # B×S×H×W
+        logp = up.log_softmax(1)
+        nll = -torch.logsumexp(logp.masked_fill(~allowed, float("-inf")), 1)                 # B×H×W
+        ce = nll[valid].mean()
+        exact = valid & (allowed.sum(1) == 1)
+    prob = up.softmax(1) * exact.unsqueeze(1)                                                 # B×S×H×W
+    onehot = F.one_hot(safe, num_classes).permute(0, 3, 1, 2) * exact.unsqueeze(1)
     inter = (prob * onehot).sum((0, 2, 3))                                                    # S
     denom = prob.sum((0, 2, 3)) + onehot.sum((0, 2, 3))
     present = onehot.sum((0, 2, 3)) > 0
-    dice = (1 - (2 * inter + 1) / (denom + 1))[present].mean()
+    dice = (1 - (2 * inter + 1) / (denom + 1))[present].mean() if bool(present.any()) else logits.sum() * 0
     return ce, dice
+
+
+def partial_labels(targets: list[dict[str, Tensor]], num_classes: int, num_seg: int, device: torch.device
+                   ) -> tuple[Tensor, Tensor | None]:
+    """-> (B×C bool classes each image annotates, B×S×S seg label sets or None when every image is exact)."""
+    det = torch.stack([t["det_classes"].to(device) if "det_classes" in t else torch.ones(num_classes, dtype=torch.bool,
+                       device=device) for t in targets])
+    if not any("seg_sets" in t for t in targets):
+        return det, None
+    eye = torch.eye(num_seg, dtype=torch.bool, device=device)
+    return det, torch.stack([t["seg_sets"].to(device) if "seg_sets" in t else eye for t in targets])
+
+
+def in_ignore_regions(points: Tensor, targets: list[dict[str, Tensor]]) -> Tensor:
+    """points A×2, per-image optional "ignore_boxes" M×4 -> B×A bool (point inside any of its image's regions)."""
+    out = torch.zeros(len(targets), points.shape[0], dtype=torch.bool, device=points.device)
+    for i, t in enumerate(targets):
+        r = t.get("ignore_boxes")
+        if r is not None and len(r):
+            r = r.to(points.device)
+            px, py = points[:, 0:1], points[:, 1:2]                                           # A×1
+            out[i] = ((px > r[:, 0]) & (px < r[:, 2]) & (py > r[:, 1]) & (py < r[:, 3])).any(1)
+    return out
 
 
 def detseg_loss(out: dict[str, Tensor], targets: list[dict[str, Tensor]], seg: Tensor | None, strides: tuple[int, ...],
@@ -148,19 +184,23 @@ def detseg_loss(out: dict[str, Tensor], targets: list[dict[str, Tensor]], seg: T
     if bool(((gt_labels < 0) | (gt_labels >= num_classes))[gt_valid].any()):
         raise ValueError(f"detection label outside [0, {num_classes})")
 
+    annotated, seg_sets = partial_labels(targets, num_classes, out["seg"].shape[1], det.device)   # B×C, B×S×S
     pred = det_boxes(det, points)                                                            # B×A×4
     asg = assign(pred.detach(), det_scores(det.detach()), points, pstrides, gt_boxes, gt_labels, gt_valid, (h, w), cfg)
     num_fg = asg.fg.sum().clamp(min=1).to(det.dtype)
-    quality = quality_focal_loss(det[..., 4], asg.iou, cfg.qfl_beta).sum() / num_fg
+    # Points of frames without box labels, and unassigned points in ignore regions, are neither positive nor negative.
+    counted = annotated.any(1, keepdim=True) & ~(in_ignore_regions(points, targets) & ~asg.fg)   # B×A
+    quality = (quality_focal_loss(det[..., 4], asg.iou, cfg.qfl_beta) * counted).sum() / num_fg
     bidx = torch.arange(det.shape[0], device=det.device).unsqueeze(1).expand_as(asg.gt_idx)    # B×A
     lab = gt_labels[bidx, asg.gt_idx][asg.fg]                                                 # P
-    cls = F.binary_cross_entropy_with_logits(det[..., 5:][asg.fg], F.one_hot(lab, num_classes).to(det.dtype),
-                                             reduction="sum") / num_fg
+    cls = (F.binary_cross_entropy_with_logits(det[..., 5:][asg.fg], F.one_hot(lab, num_classes).to(det.dtype),
+                                              reduction="none")
+           * annotated[bidx][asg.fg]).sum() / num_fg          # a class the frame does not annotate is not a negative
     box = giou_loss(pred[asg.fg], gt_boxes[bidx, asg.gt_idx][asg.fg]).sum() / num_fg
     if seg is None:
         ce = dice = out["seg"].sum() * 0
     else:
-        ce, dice = seg_loss(out["seg"], seg.to(out["seg"].device), out["seg"].shape[1])
+        ce, dice = seg_loss(out["seg"], seg.to(out["seg"].device), out["seg"].shape[1], seg_sets)
     total = cfg.w_quality * quality + cfg.w_cls * cls + cfg.w_box * box + cfg.w_seg * (ce + cfg.w_dice * dice)
     losses = {"quality": quality, "cls": cls, "box": box, "seg_ce": ce, "seg_dice": dice, "total": total}
     if not bool(torch.isfinite(total)):

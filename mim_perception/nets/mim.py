@@ -43,14 +43,14 @@ def patch_loss(pred: Tensor, target: Tensor, mask: Tensor) -> tuple[Tensor, Tens
 
 class MaskedAutoencoder(nn.Module):
     def __init__(self, backbone: Backbone, mask_ratio: float = 0.6, patch: int = 32, decoder_dim: int = 256,
-                 decoder_depth: int = 1) -> None:
+                 decoder_depth: int = 1, normalize: Normalize | None = None) -> None:
         super().__init__()
         if patch != backbone.downsample_ratios[-1]:
             raise ValueError(f"patch {patch} must equal the backbone's last stride {backbone.downsample_ratios[-1]}")
         if not 0.0 <= mask_ratio < 1.0:
             raise ValueError(f"mask ratio {mask_ratio} outside [0, 1)")
         self.mask_ratio, self.patch = mask_ratio, patch
-        self.normalize = Normalize(multiple=patch)
+        self.normalize = normalize or Normalize(multiple=patch)
         self.backbone = backbone
         self.proj = nn.Conv2d(backbone.channels[-1], decoder_dim, 1)
         self.mask_token = nn.Parameter(torch.zeros(1, decoder_dim, 1, 1))

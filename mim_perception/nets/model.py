@@ -45,7 +45,40 @@ class Normalize(nn.Module):
         return (x.float() - self.mean) / self.std
 
 
-class DetSegModel(nn.Module):
+class DetSegBase(nn.Module):
+    """What every det+seg model shares: ``forward`` -> {"det" B×A×(5+C), "seg" B×S×H/4×W/4, "embed" B×D} in the
+    stack's detection convention (nets/heads.py), and from it the anchor points, the training loss and the static
+    export graph. Subclasses set the attributes below in ``__init__``."""
+
+    name: str
+    num_classes: int
+    num_seg_classes: int
+    export_topk: int
+    strides: tuple[int, ...]
+    embed_dim: int
+    loss_cfg: LossConfig
+
+    def points(self, h: int, w: int, device: torch.device | None = None) -> tuple[Tensor, Tensor]:
+        """Anchor points of an h×w input: (A×2 xy centres float32, A strides)."""
+        return anchor_points(h, w, self.strides, device)
+
+    def loss(self, out: dict[str, Tensor], targets: list[dict[str, Tensor]], seg: Tensor | None = None) -> dict[str, Tensor]:
+        """Training loss dict incl. "total"; see nets/losses.py. Raises FloatingPointError on a non-finite loss."""
+        return detseg_loss(out, targets, seg, self.strides, self.num_classes, self.loss_cfg)
+
+    def export_forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """Static graph for ONNX: (boxes B×K×4 xyxy px, scores B×K, classes B×K int64, seg B×H/4×W/4 uint8, embed B×D).
+
+        K = ``export_topk`` (capped at A·C) highest sigmoid(cls)·sigmoid(quality) over (point, class) pairs, pre-NMS.
+        """
+        out = self(x)
+        pts, _ = self.points(x.shape[2], x.shape[3], x.device)
+        boxes, scores, classes = topk_candidates(out["det"], pts, self.export_topk, (x.shape[2], x.shape[3]))
+        seg = out["seg"].argmax(1).to(torch.uint8)
+        return boxes, scores, classes, seg, out["embed"]
+
+
+class DetSegModel(DetSegBase):
     def __init__(self, backbone: Backbone, num_classes: int, num_seg_classes: int, neck_width: int = 64,
                  head_convs: int = 2, export_topk: int = 300, name: str = "") -> None:
         super().__init__()
@@ -69,32 +102,13 @@ class DetSegModel(nn.Module):
                 "seg": self.seg_head(p),                     # B×S×H/4×W/4
                 "embed": feats[-1].mean(dim=(2, 3))}         # B×D  pooled C5 (drift monitoring)
 
-    def points(self, h: int, w: int, device: torch.device | None = None) -> tuple[Tensor, Tensor]:
-        """Anchor points of an h×w input: (A×2 xy centres float32, A strides)."""
-        return anchor_points(h, w, self.strides, device)
-
-    def loss(self, out: dict[str, Tensor], targets: list[dict[str, Tensor]], seg: Tensor | None = None) -> dict[str, Tensor]:
-        """Training loss dict incl. "total"; see nets/losses.py. Raises FloatingPointError on a non-finite loss."""
-        return detseg_loss(out, targets, seg, self.strides, self.num_classes, self.loss_cfg)
-
-    def export_forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-        """Static graph for ONNX: (boxes B×K×4 xyxy px, scores B×K, classes B×K int64, seg B×H/4×W/4 uint8, embed B×D).
-
-        K = ``export_topk`` (capped at A·C) highest sigmoid(cls)·sigmoid(quality) over (point, class) pairs, pre-NMS.
-        """
-        out = self.forward(x)
-        pts, _ = self.points(x.shape[2], x.shape[3], x.device)
-        boxes, scores, classes = topk_candidates(out["det"], pts, self.export_topk, (x.shape[2], x.shape[3]))
-        seg = out["seg"].argmax(1).to(torch.uint8)
-        return boxes, scores, classes, seg, out["embed"]
-
 
 class ExportModule(nn.Module):
     """Wraps ``DetSegModel.export_forward`` as ``forward`` for torch.onnx.export."""
 
     output_names = OUTPUT_NAMES
 
-    def __init__(self, model: DetSegModel) -> None:
+    def __init__(self, model: DetSegBase) -> None:
         super().__init__()
         self.model = model
         self.train(model.training)                             # export in the wrapped model's mode (eval)

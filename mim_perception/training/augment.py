@@ -11,7 +11,7 @@ perception node letterboxes camera frames the same way and maps boxes back with 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import ClassVar
 
@@ -46,7 +46,17 @@ def _warp(sample: Sample, s: float, t: tuple[float, float], size_hw: tuple[int, 
     seg = cv2.warpAffine(sample.seg, m, (dw, dh), flags=cv2.INTER_NEAREST, borderValue=IGNORE)
     boxes = sample.boxes * np.float32(s) + np.array([tx, ty, tx, ty], np.float32)
     boxes, labels = clip_boxes(boxes, sample.labels, size_hw, min_size, min_visible)
-    return replace(sample, image=image, seg=seg, boxes=boxes, labels=labels)
+    ignore = _ignore_regions(sample, lambda b: b * np.float32(s) + np.array([tx, ty, tx, ty], np.float32), size_hw)
+    return replace(sample, image=image, seg=seg, boxes=boxes, labels=labels, ignore_boxes=ignore)
+
+
+def _ignore_regions(sample: Sample, move: Callable[[np.ndarray], np.ndarray], size_hw: tuple[int, int]
+                    ) -> np.ndarray | None:
+    """The sample's ignore regions moved like its boxes and clipped (any part left inside still counts)."""
+    if sample.ignore_boxes is None:
+        return None
+    b = np.clip(move(sample.ignore_boxes), 0, np.array([size_hw[1], size_hw[0]] * 2, np.float32))
+    return b[(b[:, 2] > b[:, 0]) & (b[:, 3] > b[:, 1])]
 
 
 def clip_boxes(boxes: np.ndarray, labels: np.ndarray, size_hw: tuple[int, int], min_size: float,
@@ -76,7 +86,8 @@ class Letterbox:
             seg = cv2.copyMakeBorder(seg, py, dh - seg.shape[0] - py, px, dw - seg.shape[1] - px,
                                      cv2.BORDER_CONSTANT, value=IGNORE)
         boxes, labels = clip_boxes(letterbox_boxes(sample.boxes, scale, (px, py)), sample.labels, self.size_hw, 0.0, 0.0)
-        return replace(sample, image=image, seg=seg, boxes=boxes, labels=labels)
+        ignore = _ignore_regions(sample, lambda b: letterbox_boxes(b, scale, (px, py)), self.size_hw)
+        return replace(sample, image=image, seg=seg, boxes=boxes, labels=labels, ignore_boxes=ignore)
 
 
 @dataclass(frozen=True)
@@ -101,8 +112,12 @@ class RandomScaleCrop:
 
 def hflip(sample: Sample) -> Sample:
     w = sample.image.shape[1]
-    boxes = sample.boxes[:, [2, 1, 0, 3]] * np.array([-1, 1, -1, 1], np.float32) + np.array([w, 0, w, 0], np.float32)
-    return replace(sample, image=cv2.flip(sample.image, 1), seg=cv2.flip(sample.seg, 1), boxes=boxes)
+
+    def flip(b: np.ndarray) -> np.ndarray:
+        return b[:, [2, 1, 0, 3]] * np.array([-1, 1, -1, 1], np.float32) + np.array([w, 0, w, 0], np.float32)
+
+    return replace(sample, image=cv2.flip(sample.image, 1), seg=cv2.flip(sample.seg, 1), boxes=flip(sample.boxes),
+                   ignore_boxes=None if sample.ignore_boxes is None else flip(sample.ignore_boxes))
 
 
 @dataclass(frozen=True)

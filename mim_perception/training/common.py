@@ -81,19 +81,29 @@ def parse_overrides(items: list[str] | None) -> dict[str, Any]:
     return out
 
 
+REAL_KINDS = ("camvid", "kitti", "video", "boxes")
+
+
 def open_source(spec: str, *, cache_dir: Path, labelled: bool) -> Source:
     """A data spec from the command line -> a Source.
 
     ``DIR`` with dataset.json (simgen) or MOT sequences · ``images:DIR`` · ``bag:PATH:TOPIC[:STRIDE]`` ·
     ``coco:IMAGES_DIR:JSON[:MASKS_DIR[:LABEL_MAP]]`` (LABEL_MAP: a table of config/label_maps.yaml, e.g.
-    cityscapes_labelids) · ``synthetic:EPISODES:FRAMES[:SEED[:WIDTHxHEIGHT]]`` (generated and cached).
+    cityscapes_labelids) · ``synthetic:EPISODES:FRAMES[:SEED[:WIDTHxHEIGHT]]`` (generated and cached) ·
+    real driving data: ``camvid:ROOT:SPLIT`` · ``kitti:ROOT[:FIRST-LAST]`` · ``video:FILE[:STRIDE]`` ·
+    ``boxes:JSON`` (a `pseudo-label` output: its source with the boxes attached).
     """
+    from mim_perception.training import real_sources as R
     from mim_perception.training import sources as S
 
     kind, _, rest = spec.partition(":") if ":" in spec and spec.split(":", 1)[0] in (
-        "images", "bag", "coco", "synthetic") else ("dir", "", spec)
+        "images", "bag", "coco", "synthetic", *REAL_KINDS) else ("dir", "", spec)
     parts = rest.split(":")
+    if kind == "dir":
+        return _open_dir(Path(rest), labelled)
     try:
+        if kind in REAL_KINDS:
+            return R.open_real_source(kind, parts)
         if kind == "synthetic":
             w, h = (int(v) for v in parts[3].split("x")) if len(parts) > 3 else (640, 384)
             return S.SyntheticSource(int(parts[0]), int(parts[1]), int(parts[2]) if len(parts) > 2 else 0, w, h, 3,
@@ -102,14 +112,17 @@ def open_source(spec: str, *, cache_dir: Path, labelled: bool) -> Source:
             return S.ImageFolderSource(rest)
         if kind == "bag":
             return S.BagSource(parts[0], parts[1], stride=int(parts[2]) if len(parts) > 2 else 1)
-        if kind == "coco":
-            from mim_perception.training.label_maps import load_mask_map
+        from mim_perception.training.label_maps import load_mask_map
 
-            return S.CocoSource(parts[0], parts[1], parts[2] if len(parts) > 2 else None, class_map=COCO_CLASS_MAP,
-                                mask_map=load_mask_map(parts[3]) if len(parts) > 3 else None)
+        return S.CocoSource(parts[0], parts[1], parts[2] if len(parts) > 2 else None, class_map=COCO_CLASS_MAP,
+                            mask_map=load_mask_map(parts[3]) if len(parts) > 3 else None)
     except (IndexError, ValueError) as e:
         raise ConfigError(f"bad data spec {spec!r}: {e} (see `--help` for the forms)") from e
-    root = Path(rest)
+
+
+def _open_dir(root: Path, labelled: bool) -> Source:
+    from mim_perception.training import sources as S
+
     if (root / "episodes").is_dir():
         root = root / "episodes"
     if not labelled and not any(root.glob("**/gt/gt.txt")):

@@ -44,10 +44,18 @@ class Sample:
     seg: np.ndarray                   # H×W uint8 segmentation label, 255 = ignore
     episode: str = ""                 # provenance, for splits and error messages
     frame: int = -1
+    # Partial labels (real datasets). None = fully annotated in the stack's label space.
+    det_classes: np.ndarray | None = None   # C bool: classes whose boxes this frame annotates (all False: no boxes
+    #                                         at all, the detection loss skips the frame)
+    ignore_boxes: np.ndarray | None = None  # M×4 float32 xyxy regions neither positive nor negative (KITTI DontCare)
+    seg_sets: np.ndarray | None = None      # S×S bool: label v may truly be any class c with seg_sets[v, c]
+    #                                         (CamVid "road" includes lane markings and crosswalks)
 
     def __post_init__(self) -> None:
         self.boxes = np.asarray(self.boxes, np.float32).reshape(-1, 4)
         self.labels = np.asarray(self.labels, np.int64).reshape(-1)
+        if self.ignore_boxes is not None:
+            self.ignore_boxes = np.asarray(self.ignore_boxes, np.float32).reshape(-1, 4)
         im, seg = self.image, self.seg
         if im.dtype != np.uint8 or im.ndim != 3 or im.shape[2] != 3:
             raise ValueError(f"Sample {self.episode}:{self.frame}: image must be H×W×3 uint8, got {im.dtype} {im.shape}")
@@ -126,8 +134,18 @@ def collate(samples: Sequence[Sample]) -> tuple[torch.Tensor, list[dict[str, tor
         raise ValueError(f"collate: samples differ in size {sorted(shapes)}; resize/letterbox them in the transform")
     images = torch.from_numpy(np.stack([s.image for s in samples])).permute(0, 3, 1, 2).contiguous()
     seg = torch.from_numpy(np.stack([s.seg for s in samples]))
-    targets = [{"boxes": torch.from_numpy(np.ascontiguousarray(s.boxes, np.float32)),
-                "labels": torch.from_numpy(np.ascontiguousarray(s.labels, np.int64))} for s in samples]
+    targets = []
+    for s in samples:
+        t = {"boxes": torch.from_numpy(np.ascontiguousarray(s.boxes, np.float32)),
+             "labels": torch.from_numpy(np.ascontiguousarray(s.labels, np.int64))}
+        # optional keys only where a source has partial labels (the loss treats a missing key as "fully annotated")
+        if s.det_classes is not None:
+            t["det_classes"] = torch.from_numpy(np.asarray(s.det_classes, bool))
+        if s.ignore_boxes is not None and len(s.ignore_boxes):
+            t["ignore_boxes"] = torch.from_numpy(np.ascontiguousarray(s.ignore_boxes, np.float32))
+        if s.seg_sets is not None:
+            t["seg_sets"] = torch.from_numpy(np.asarray(s.seg_sets, bool))
+        targets.append(t)
     return images, targets, seg
 
 

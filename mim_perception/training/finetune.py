@@ -29,7 +29,7 @@ from mim_perception.nets import build_model
 from mim_perception.nets.postprocess import decode
 from mim_perception.training import distributed as dist
 from mim_perception.training.augment import AugmentConfig, eval_transform, train_transform
-from mim_perception.training.checkpoint import load_into, load_state, save_checkpoint
+from mim_perception.training.checkpoint import save_checkpoint
 from mim_perception.training.common import (
     Ema,
     FinetuneConfig,
@@ -43,6 +43,7 @@ from mim_perception.training.common import (
     set_lr,
 )
 from mim_perception.training.data import SampleDataset, collate, label_subset, split_by_episode
+from mim_perception.training.init import apply_init
 from mim_perception.training.metrics import SegMeter, evaluate_detections
 
 
@@ -92,7 +93,7 @@ def _loaders(specs: list[str], val_specs: list[str] | None, train: TrainConfig, 
     return train_ds, loader, val_loader, samp
 
 
-def finetune(specs: list[str], out: Path, overrides: dict[str, Any], *, init: str | None = None,
+def finetune(specs: list[str], out: Path, overrides: dict[str, Any], *, init: list[str] | None = None,
              val_specs: list[str] | None = None, params_file: str | None = None,
              cache_dir: Path = Path("build/data_cache")) -> dict[str, Any]:
     d = dist.setup()
@@ -102,7 +103,7 @@ def finetune(specs: list[str], out: Path, overrides: dict[str, Any], *, init: st
         dist.teardown(d)
 
 
-def _finetune(specs: list[str], out: Path, overrides: dict[str, Any], init: str | None, val_specs: list[str] | None,
+def _finetune(specs: list[str], out: Path, overrides: dict[str, Any], init: list[str] | None, val_specs: list[str] | None,
               params_file: str | None, cache_dir: Path, d: dist.Dist) -> dict[str, Any]:
     train = load_config(TrainConfig, params_file, overrides, prefix="train.")
     cfg = load_config(FinetuneConfig, params_file, overrides, prefix="finetune.")
@@ -114,9 +115,10 @@ def _finetune(specs: list[str], out: Path, overrides: dict[str, Any], init: str 
     train_ds, loader, val_loader, samp = _loaders(specs, val_specs, train, cfg, aug, cache_dir, d, micro)
 
     net = build_model(train.arch, len(labels.detection), len(labels.segmentation)).to(device)
-    if init:
-        # MIM checkpoints hold "backbone.*" (+ decoder); only the backbone transfers, heads start fresh.
-        load_into(net.backbone, load_state(Path(init)), prefix="backbone.", source=init)
+    init_log = apply_init(net, init or [], labels)   # MIM checkpoint: backbone only; ONNX / model: whole detector
+    for line in init_log:
+        if d.main:
+            print(f"finetune: init {line}", flush=True)
     opt = torch.optim.AdamW(param_groups(net, cfg.weight_decay, {"backbone.": cfg.backbone_lr_scale}), lr=cfg.lr)
     ema = Ema(net, cfg.ema_decay) if cfg.ema_decay > 0 and d.main else None   # only rank 0 evaluates and saves
     total = cfg.epochs * (len(loader) // accum)
@@ -124,7 +126,7 @@ def _finetune(specs: list[str], out: Path, overrides: dict[str, Any], init: str 
         total = min(total, cfg.max_steps)
     out.mkdir(parents=True, exist_ok=True)
     config = {"train": asdict(train), "finetune": asdict(cfg), "augment": asdict(aug), "data": specs,
-              "val_data": val_specs or "10% of training episodes", "init": init or "scratch",
+              "val_data": val_specs or "10% of training episodes", "init": init_log or "scratch",
               "train_frames": len(train_ds), "val_frames": len(val_loader.dataset),  # type: ignore[arg-type]
               "processes": d.world, "micro_batch": micro, "accumulation": accum}
     step, epoch, history = dist.resume(out, net, opt, d, ema.model if ema is not None else None)
@@ -205,6 +207,8 @@ def register(sub: argparse._SubParsersAction, verb: str) -> None:
     p = sub.add_parser(verb, help="train detection + segmentation (from a MIM checkpoint or scratch)",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_args(p)
-    p.add_argument("--init", help="MIM checkpoint (OUT/mim.pt of `pretrain`); default: random init")
+    p.add_argument("--init", action="append", metavar="PATH",
+                   help="MIM checkpoint (backbone), YOLOX ONNX or model checkpoint (whole detector); repeatable, "
+                        "later ones override (training/init.py); default: random init")
     p.add_argument("--val-data", action="append", metavar="SPEC", help="validation data (default: 10%% of the episodes)")
     p.set_defaults(func=_main)

@@ -28,6 +28,7 @@ class MaskMap:
     image_suffix: str = ""
     mask_suffix: str = ""
     unknown: Counter[int] = field(default_factory=Counter)
+    sets: np.ndarray | None = None       # S×S bool (Sample.seg_sets): mapped class v may be any c with sets[v, c]
 
     def mask_path(self, masks_dir: Path, image_file: str) -> Path:
         """``<stem>.png`` with the dataset's suffix swap (Cityscapes: _leftImg8bit -> _gtFine_labelIds)."""
@@ -65,5 +66,14 @@ def load_mask_map(name: str, labels: LabelSpace | None = None, path: Path | None
             lut[int(v)], known[int(v)] = space.segmentation.index(cls), True
     for v in spec.get("ignore") or []:
         known[int(v)] = True
+    sets = None
+    if spec.get("contains"):
+        sets = np.eye(len(space.segmentation), dtype=bool)
+        for cls, inside in spec["contains"].items():
+            for c in [cls, *inside]:
+                if c not in space.segmentation:
+                    raise ConfigError(f"label map {name}: contains names {c!r}, not a segmentation class")
+            for c in inside:
+                sets[space.segmentation.index(cls), space.segmentation.index(c)] = True
     names = spec.get("mask_name") or {}
-    return MaskMap(name, lut, known, str(names.get("image_suffix", "")), str(names.get("mask_suffix", "")))
+    return MaskMap(name, lut, known, str(names.get("image_suffix", "")), str(names.get("mask_suffix", "")), sets=sets)

@@ -32,6 +32,15 @@ def _gt_arrays(gt: GroundTruth) -> tuple[np.ndarray, np.ndarray]:
     return _np(boxes).astype(np.float64).reshape(-1, 4), _np(labels).astype(np.int64).reshape(-1)
 
 
+def _ignore_regions(gt: GroundTruth, n_cls: int) -> list[tuple[np.ndarray, int]]:
+    """Optional ``"ignore_boxes"`` M×4 + ``"ignore_labels"`` M (class, or -1 = every class) of a mapping gt."""
+    if not isinstance(gt, Mapping) or "ignore_boxes" not in gt:
+        return []
+    boxes = _xywh(_np(gt["ignore_boxes"]).astype(np.float64).reshape(-1, 4))
+    labels = _np(gt.get("ignore_labels", np.full(len(boxes), -1))).astype(np.int64).reshape(-1)
+    return [(b, k) for b, lab in zip(boxes, labels, strict=True) for k in (range(n_cls) if lab < 0 else [int(lab)])]
+
+
 def _xywh(boxes: np.ndarray) -> np.ndarray:
     return np.column_stack([boxes[:, 0], boxes[:, 1], boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]])
 
@@ -40,7 +49,9 @@ def evaluate_detections(predictions: Sequence[Prediction], ground_truths: Sequen
                         class_names: Sequence[str], max_dets: int = 100, curves: bool = False) -> dict[str, Any]:
     """COCO box mAP of per-image predictions against per-image ground truth (same order, same length).
 
-    Returns ``{"mAP", "AP50", "AP75", "per_class_AP", "per_class_AP50", "num_gt"}``; per-class dicts are keyed
+    A mapping ground truth may add ignore regions (``"ignore_boxes"``, ``"ignore_labels"``: class or -1 for all), scored
+    as COCO crowd regions (a detection covering one by IoU >= the threshold, intersection over the detection's area,
+    is not counted). Returns ``{"mAP", "AP50", "AP75", "per_class_AP", "per_class_AP50", "num_gt"}``; per-class dicts are keyed
     by class name, NaN where a class has no ground truth; the means are NaN when there is no ground truth.
     ``curves``: also ``"pr_curve50"``, per class the precision at recall 0, 0.01, ..., 1 at IoU 0.5 (NaN where
     the class has no ground truth).
@@ -66,6 +77,9 @@ def evaluate_detections(predictions: Sequence[Prediction], ground_truths: Sequen
         for b, lab in zip(_xywh(gb), gl, strict=True):
             gts.append({"id": len(gts) + 1, "image_id": img_id, "category_id": int(lab) + 1, "bbox": b.tolist(),
                         "area": float(b[2] * b[3]), "iscrowd": 0})
+        for b, lab in _ignore_regions(gt, n_cls):   # COCO crowd: detections inside are neither true nor false
+            gts.append({"id": len(gts) + 1, "image_id": img_id, "category_id": lab + 1, "bbox": b.tolist(),
+                        "area": float(b[2] * b[3]), "iscrowd": 1})
         for b, sc, lab in zip(_xywh(pb), ps, pl, strict=True):
             dts.append({"image_id": img_id, "category_id": int(lab) + 1, "bbox": b.tolist(), "score": float(sc)})
     quiet = lambda *a, **k: None  # noqa: E731 - faster-coco-eval logs every step otherwise

@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader
 
 from mim_perception.core.config import load_config
 from mim_perception.core.errors import ConfigError
+from mim_perception.core.labels import LabelSpace
 from mim_perception.nets import build_mim
 from mim_perception.training import distributed as dist
 from mim_perception.training.augment import Compose, RandomHFlip, RandomScaleCrop
@@ -40,6 +41,7 @@ from mim_perception.training.common import (
     set_lr,
 )
 from mim_perception.training.data import SampleDataset, collate
+from mim_perception.training.init import apply_init
 
 
 def _loader(specs: Sequence[str], cfg: PretrainConfig, train: TrainConfig, cache_dir: Path, d: dist.Dist,
@@ -70,22 +72,24 @@ def reconstruction_grid(mae: Any, images: torch.Tensor, path: Path, seed: int = 
 
 
 def pretrain(specs: Sequence[str], out: Path, overrides: dict[str, Any], params_file: str | None = None,
-             cache_dir: Path = Path("build/data_cache")) -> dict[str, Any]:
+             cache_dir: Path = Path("build/data_cache"), init: Sequence[str] = ()) -> dict[str, Any]:
     d = dist.setup()
     try:
-        return _pretrain(specs, out, overrides, params_file, cache_dir, d)
+        return _pretrain(specs, out, overrides, params_file, cache_dir, d, init)
     finally:
         dist.teardown(d)
 
 
 def _pretrain(specs: Sequence[str], out: Path, overrides: dict[str, Any], params_file: str | None, cache_dir: Path,
-              d: dist.Dist) -> dict[str, Any]:
+              d: dist.Dist, init: Sequence[str]) -> dict[str, Any]:
     train = load_config(TrainConfig, params_file, overrides, prefix="train.")
     cfg = load_config(PretrainConfig, params_file, overrides, prefix="pretrain.")
     seed_everything(train.seed, train.threads)   # same init on every rank (DDP also broadcasts rank 0's)
     device = d.device()
     micro, accum = dist.micro_batching(train.batch_size, train.micro_batch, d.world)
     mae = build_mim(train.arch, mask_ratio=cfg.mask_ratio).to(device)
+    # continued pretraining: start from published weights (domain adaptation) instead of random ones
+    init_log = apply_init(mae, list(init), LabelSpace.load(), backbone_only=True)
     loader, data, samp = _loader(specs, cfg, train, cache_dir, d, micro)
     total = cfg.epochs * (len(loader) // accum)
     if cfg.max_steps:
@@ -128,7 +132,7 @@ def _pretrain(specs: Sequence[str], out: Path, overrides: dict[str, Any], params
                 history.append(_log(step, total, dist.mean_across(running, d), seen / (time.perf_counter() - t0), d))
             dist.checkpoint(out, model, opt, d, step=step, epoch=epoch - 1, history=history, every=train.checkpoint_every)
     checksums = dist.param_checksums(model, d)
-    config = {"train": asdict(train), "pretrain": asdict(cfg), "data": list(specs), "processes": d.world,
+    config = {"train": asdict(train), "pretrain": asdict(cfg), "data": list(specs), "init": init_log, "processes": d.world,
               "micro_batch": micro, "accumulation": accum}
     result = {"history": history, "steps": step, "seconds": round(time.perf_counter() - t0, 1), "device": str(device),
               "rank_param_checksums": checksums}
@@ -147,7 +151,8 @@ def _log(step: int, total: int, loss: float, rate: float, d: dist.Dist) -> dict[
 
 
 def _main(args: argparse.Namespace) -> int:
-    rec = pretrain(args.data, Path(args.out), parse_overrides(args.set), args.params_file, Path(args.cache_dir))
+    rec = pretrain(args.data, Path(args.out), parse_overrides(args.set), args.params_file, Path(args.cache_dir),
+                   args.init or ())
     if int(os.environ.get("RANK", "0")) != 0:
         return 0
     h = rec["history"]
@@ -161,4 +166,6 @@ def register(sub: argparse._SubParsersAction, verb: str) -> None:
     p = sub.add_parser(verb, help="masked image modeling on unlabelled frames", description=__doc__,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_args(p)
+    p.add_argument("--init", action="append", metavar="PATH",
+                   help="start the backbone from a YOLOX ONNX or a checkpoint (training/init.py); default: random")
     p.set_defaults(func=_main)

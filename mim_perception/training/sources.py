@@ -297,7 +297,8 @@ class CocoSource:
         a = self._anns[i]
         boxes = np.clip(a[:, :4], 0, [w, h, w, h]).astype(np.float32)
         keep = _filter(boxes, np.ones(len(boxes), bool), 0.0)
-        return Sample(image, boxes[keep], a[keep, 4].astype(np.int64), seg, self._episodes[i], self._ids[i])
+        return Sample(image, boxes[keep], a[keep, 4].astype(np.int64), seg, self._episodes[i], self._ids[i],
+                      seg_sets=self.mask_map.sets if self.mask_map is not None and self.masks_dir is not None else None)
 
 
 def _coco_episode(video_id: object, file_name: str) -> str:
