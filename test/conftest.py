@@ -91,3 +91,32 @@ def tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> Any:
     export_bundle(root / "ckpt.pt", root / "tiny", ["synthetic:2:20:0:320x192"], mim=None, name="tiny", frames=40,
                   cache_dir=Path(root / "cache"), int8=False)
     return root / "tiny"
+
+
+@pytest.fixture(scope="session")
+def realdata() -> Any:
+    """The real driving data folder next to the checkout (CI has it); tests that need it skip elsewhere."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1].parent / "shared" / "realdata"
+    if not (root / "teachers").is_dir():
+        pytest.skip(f"real driving data not present ({root}): KITTI/CamVid/teacher tests need it")
+    return root
+
+
+def onnx_constant_model(path: Any, input_shape: list[int], outputs: dict[str, Any], input_name: str = "images",
+                        input_type: int = 1) -> Any:
+    """A tiny ONNX graph with one image input whose outputs are fixed arrays (adapter tests: known raw outputs)."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper, save
+
+    inp = helper.make_tensor_value_info(input_name, input_type, input_shape)
+    nodes, outs = [], []
+    for name, arr in outputs.items():
+        a = np.asarray(arr, np.float32)
+        nodes.append(helper.make_node("Constant", [], [name], value=numpy_helper.from_array(a, name + "_value")))
+        outs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, list(a.shape)))
+    model = helper.make_model(helper.make_graph(nodes, "constant", [inp], outs), opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    save(model, str(path))
+    return path

@@ -91,7 +91,7 @@ def score_camvid(segment: Callable[[np.ndarray], np.ndarray], source: CamVidSour
             pred = np.where(sets[target, pred] & (s.seg != 255), target, pred)
         meter.update(pred, s.seg)
     iou = meter.compute()["per_class_IoU"]
-    return {"IoU": {c: iou[c] for c in MIOU_CLASSES}, "mIoU": float(np.mean([iou[c] for c in MIOU_CLASSES])),
+    return {"IoU": {c: iou[c] for c in MIOU_CLASSES}, "mIoU": float(np.nanmean([iou[c] for c in MIOU_CLASSES])),
             "frames": len(source), "split": source.name}
 
 

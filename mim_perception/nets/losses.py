@@ -37,6 +37,9 @@ class LossConfig:
     w_box: float = 2.0
     w_seg: float = 1.0
     w_dice: float = 0.5       # relative to the seg CE
+    # YOLOX's own targets (models started from YOLOX weights keep their calibration): quality/objectness -> 1 on
+    # positives (BCE) instead of the IoU (QFL), class -> IoU·one-hot instead of one-hot
+    yolox_targets: bool = False
 
 
 class Assignment(NamedTuple):
@@ -190,11 +193,17 @@ def detseg_loss(out: dict[str, Tensor], targets: list[dict[str, Tensor]], seg: T
     num_fg = asg.fg.sum().clamp(min=1).to(det.dtype)
     # Points of frames without box labels, and unassigned points in ignore regions, are neither positive nor negative.
     counted = annotated.any(1, keepdim=True) & ~(in_ignore_regions(points, targets) & ~asg.fg)   # B×A
-    quality = (quality_focal_loss(det[..., 4], asg.iou, cfg.qfl_beta) * counted).sum() / num_fg
+    if cfg.yolox_targets:
+        q = F.binary_cross_entropy_with_logits(det[..., 4], asg.fg.to(det.dtype), reduction="none")
+    else:
+        q = quality_focal_loss(det[..., 4], asg.iou, cfg.qfl_beta)
+    quality = (q * counted).sum() / num_fg
     bidx = torch.arange(det.shape[0], device=det.device).unsqueeze(1).expand_as(asg.gt_idx)    # B×A
     lab = gt_labels[bidx, asg.gt_idx][asg.fg]                                                 # P
-    cls = (F.binary_cross_entropy_with_logits(det[..., 5:][asg.fg], F.one_hot(lab, num_classes).to(det.dtype),
-                                              reduction="none")
+    onehot = F.one_hot(lab, num_classes).to(det.dtype)
+    if cfg.yolox_targets:
+        onehot = onehot * asg.iou[asg.fg].unsqueeze(1)
+    cls = (F.binary_cross_entropy_with_logits(det[..., 5:][asg.fg], onehot, reduction="none")
            * annotated[bidx][asg.fg]).sum() / num_fg          # a class the frame does not annotate is not a negative
     box = giou_loss(pred[asg.fg], gt_boxes[bidx, asg.gt_idx][asg.fg]).sum() / num_fg
     if seg is None:

@@ -174,14 +174,22 @@ class YoloxHead(nn.Module):
         return torch.cat(outs, 2).transpose(1, 2)
 
 
+class ConvBN(nn.Sequential):
+    """Conv + BatchNorm + SiLU for the new segmentation head (the imported detector layers have norms folded in;
+    a head trained from scratch on raw-pixel features needs its own)."""
+
+    def __init__(self, cin: int, cout: int, k: int = 1, groups: int = 1) -> None:
+        super().__init__(nn.Conv2d(cin, cout, k, 1, (k - 1) // 2, groups=groups, bias=False), nn.BatchNorm2d(cout), nn.SiLU())
+
+
 class SegNeck(nn.Module):
     """N3 (/8) upsampled onto dark2 (/4) -> S logits at /4: fine enough for poles and distant cars, one level cheap."""
 
     def __init__(self, num_classes: int, width: int = 48) -> None:
         super().__init__()
-        self.lat = Conv(WIDTHS[1], width, 1)
-        self.top = Conv(WIDTHS[2], width, 1)
-        self.convs = nn.Sequential(DWConv(width, width), DWConv(width, width))
+        self.lat = ConvBN(WIDTHS[1], width)
+        self.top = ConvBN(WIDTHS[2], width)
+        self.convs = nn.Sequential(*(m for _ in range(2) for m in (ConvBN(width, width, 3, width), ConvBN(width, width))))
         self.pred = nn.Conv2d(width, num_classes, 1)
 
     def forward(self, c2: Tensor, n3: Tensor) -> Tensor:
@@ -203,7 +211,7 @@ class YoloxDetSeg(DetSegBase):
         self.det_head = YoloxHead(num_classes)
         self.seg_head = SegNeck(num_seg_classes)
         self.embed_dim = WIDTHS[-1]
-        self.loss_cfg = LossConfig()
+        self.loss_cfg = LossConfig(yolox_targets=True)
 
     def features(self, x: Tensor, mask: Tensor | None = None) -> tuple[list[Tensor], list[Tensor]]:
         feats = self.backbone(self.normalize(x), mask)                # [C2 /4, C3 /8, C4 /16, C5 /32]

@@ -48,6 +48,7 @@ class PretrainConfig:
     lr: float = field(metadata=rng(0.0, 1.0))
     weight_decay: float = field(metadata=rng(0.0, 1.0))
     warmup_fraction: float = field(metadata=rng(0.0, 1.0))
+    backbone_lr_scale: float = field(metadata=rng(0.0, 10.0))   # < 1: adapt a pretrained backbone gently
     mask_ratio: float = field(metadata=rng(0.05, 0.95))
     height: int = field(metadata=rng(32, 4096, unit="px"))
     width: int = field(metadata=rng(32, 4096, unit="px"))
@@ -60,6 +61,7 @@ class FinetuneConfig:
     max_steps: int = field(metadata=rng(0, None))
     lr: float = field(metadata=rng(0.0, 1.0))
     backbone_lr_scale: float = field(metadata=rng(0.0, 10.0))
+    detector_lr_scale: float = field(metadata=rng(0.0, 10.0))   # neck + detection head (started from a detector)
     weight_decay: float = field(metadata=rng(0.0, 1.0))
     warmup_fraction: float = field(metadata=rng(0.0, 1.0))
     ema_decay: float = field(metadata=rng(0.0, 0.99999))

@@ -119,7 +119,8 @@ def _finetune(specs: list[str], out: Path, overrides: dict[str, Any], init: list
     for line in init_log:
         if d.main:
             print(f"finetune: init {line}", flush=True)
-    opt = torch.optim.AdamW(param_groups(net, cfg.weight_decay, {"backbone.": cfg.backbone_lr_scale}), lr=cfg.lr)
+    scales = {"backbone.": cfg.backbone_lr_scale, "neck.": cfg.detector_lr_scale, "det_head.": cfg.detector_lr_scale}
+    opt = torch.optim.AdamW(param_groups(net, cfg.weight_decay, scales), lr=cfg.lr)
     ema = Ema(net, cfg.ema_decay) if cfg.ema_decay > 0 and d.main else None   # only rank 0 evaluates and saves
     total = cfg.epochs * (len(loader) // accum)
     if cfg.max_steps:

@@ -94,7 +94,8 @@ def _pretrain(specs: Sequence[str], out: Path, overrides: dict[str, Any], params
     total = cfg.epochs * (len(loader) // accum)
     if cfg.max_steps:
         total = min(total, cfg.max_steps)
-    opt = torch.optim.AdamW(param_groups(mae, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.95))
+    opt = torch.optim.AdamW(param_groups(mae, cfg.weight_decay, {"backbone.": cfg.backbone_lr_scale}), lr=cfg.lr,
+                            betas=(0.9, 0.95))
     scaler = torch.amp.GradScaler(enabled=device.type == "cuda")
     out.mkdir(parents=True, exist_ok=True)
     step, epoch, history = dist.resume(out, mae, opt, d)   # e.g. torchrun restarted the workers after one died

@@ -28,7 +28,7 @@ from mim_perception.inference.external import ExternalDetector, open_external
 @dataclass(frozen=True)
 class PseudoLabelConfig:
     threshold: float = 0.4          # fused score of a kept box
-    ignore_threshold: float = 0.15  # fused score above which a box is at least an ignore region
+    ignore_threshold: float = 0.2   # fused score above which a box is at least an ignore region
     fuse_iou: float = 0.55
     nms_iou: float = 0.6
 
@@ -84,6 +84,7 @@ def label_frames(source: Any, teachers: Sequence[ExternalDetector], cfg: PseudoL
     for i in range(len(source)):
         image = source[i].image
         dets = fuse([t.detect(image, cfg.ignore_threshold, cfg.nms_iou, 300) for t in teachers], cfg.fuse_iou)
+        dets = dets.select(dets.scores >= cfg.ignore_threshold)   # a box one teacher of two saw weakly: nothing
         h, w = image.shape[:2]
         images.append({"id": i + 1, "file_name": source.keys[i], "width": w, "height": h})
         for b, s, c in zip(dets.boxes.tolist(), dets.scores.tolist(), dets.labels.tolist(), strict=True):
