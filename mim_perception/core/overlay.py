@@ -16,12 +16,13 @@ def draw_overlay(image: np.ndarray, result: Any, palette_bgr: np.ndarray, class_
     """``result``: a PerceptionResult (detections in camera pixels, seg at camera or model scale, optional tracks)."""
     out = image.copy()
     h, w = image.shape[:2]
-    seg = result.seg if result.seg.shape == (h, w) else cv2.resize(result.seg, (w, h), interpolation=cv2.INTER_NEAREST)
-    lut = np.zeros((256, 3), np.uint8)
-    lut[: len(palette_bgr)] = palette_bgr
-    colour = lut[seg]
-    labelled = seg != IGNORE
-    out[labelled] = cv2.addWeighted(out, 1 - alpha, colour, alpha, 0)[labelled]
+    if result.seg is not None:   # detectors without a segmentation output draw boxes only
+        seg = result.seg if result.seg.shape == (h, w) else cv2.resize(result.seg, (w, h), interpolation=cv2.INTER_NEAREST)
+        lut = np.zeros((256, 3), np.uint8)
+        lut[: len(palette_bgr)] = np.asarray(palette_bgr, np.uint8).reshape(-1, 3)
+        colour = lut[seg]
+        labelled = seg != IGNORE
+        out[labelled] = cv2.addWeighted(out, 1 - alpha, colour, alpha, 0)[labelled]
     for (x0, y0, x1, y1), score, label in zip(result.detections.boxes, result.detections.scores,
                                               result.detections.labels, strict=True):
         cv2.rectangle(out, (int(x0), int(y0)), (int(x1), int(y1)), (0, 255, 0), 2)

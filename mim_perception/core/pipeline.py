@@ -19,19 +19,19 @@ from mim_perception.core.monitoring.drift import DriftDetector, DriftResult
 from mim_perception.core.monitoring.image_stats import image_statistics
 from mim_perception.core.monitoring.ood import OodMonitor
 from mim_perception.core.postprocess import seg_to_camera, select_detections, to_camera
-from mim_perception.core.preprocess import letterbox
+from mim_perception.core.preprocess import Geometry, letterbox
 from mim_perception.core.types import Detections
 
 
 @dataclass
 class ModelOutputs:
-    """Fixed-size outputs of one batch (what exported graphs return)."""
+    """Fixed-size outputs of one batch (what exported graphs return). External detectors have no ``seg``/``embed``."""
 
-    boxes: np.ndarray      # B×K×4 xyxy, model input pixels
-    scores: np.ndarray     # B×K
-    classes: np.ndarray    # B×K int
-    seg: np.ndarray        # B×h×w class ids at model resolution / seg_stride
-    embed: np.ndarray      # B×D pooled backbone features
+    boxes: np.ndarray              # B×K×4 xyxy, model input pixels
+    scores: np.ndarray             # B×K
+    classes: np.ndarray            # B×K int
+    seg: np.ndarray | None         # B×h×w class ids at model resolution / seg_stride
+    embed: np.ndarray | None       # B×D pooled backbone features
 
 
 class Backend(Protocol):
@@ -40,7 +40,15 @@ class Backend(Protocol):
     seg_stride: int
 
     def infer(self, batch: np.ndarray) -> ModelOutputs:
-        """``batch`` uint8 B×3×H×W BGR at ``input_hw``."""
+        """``batch`` B×3×H×W at ``input_hw``: uint8 BGR, or what the backend's own ``prepare`` returns."""
+        ...
+
+
+class Preparer(Protocol):
+    """Backends with their own input contract (external detectors: colour order, scaling, letterbox placement)."""
+
+    def prepare(self, image: np.ndarray) -> tuple[np.ndarray, Geometry]:
+        """H×W×3 uint8 BGR -> (3×H×W model input, camera -> model geometry)."""
         ...
 
 
@@ -63,13 +71,14 @@ class PerceptionConfig:
 @dataclass
 class PerceptionResult:
     detections: Detections          # camera pixels, score >= score_threshold (what is published)
-    seg: np.ndarray                 # uint8 label map (camera resolution or model scale)
+    seg: np.ndarray | None          # uint8 label map (camera resolution or model scale); None without a seg output
     embed: np.ndarray               # D
     timings_ms: dict[str, float]
     tracks: Any = None
     drift: DriftResult | None = None
     invalid_outputs: int = 0        # non-finite candidates removed
     ood: float = float("nan")       # latest MIM reconstruction OOD score (NaN: none yet or no OOD model)
+    # seg is None and embed empty for models without those outputs (external detectors)
 
 
 class Perceiver:
@@ -84,35 +93,44 @@ class Perceiver:
         """Frames of several cameras in one backend call (GPU backends batch; results per camera)."""
         t0 = time.perf_counter()
         batch, geoms = [], []
+        prepare = getattr(self.backend, "prepare", None)
         for im in images:
             if im.ndim != 3 or im.shape[2] != 3 or im.dtype != np.uint8 or min(im.shape[:2]) < 1:
                 raise BadImageError(f"perceiver needs H×W×3 uint8 BGR frames, got {im.dtype} {im.shape}")
-            lb, scale, px, py = letterbox(im, self.backend.input_hw)
-            batch.append(lb.transpose(2, 0, 1))
-            geoms.append((scale, px, py, im.shape[:2]))
+            if prepare is not None:
+                chw, geom = prepare(im)
+            else:
+                lb, scale, px, py = letterbox(im, self.backend.input_hw)
+                chw, geom = lb.transpose(2, 0, 1), Geometry(scale, scale, px, py)
+            batch.append(chw)
+            geoms.append((geom, im.shape[:2]))
         x = np.ascontiguousarray(np.stack(batch))
         t1 = time.perf_counter()
         out = self.backend.infer(x)
         t2 = time.perf_counter()
         results = []
         per_frame_pre, per_frame_inf = (t1 - t0) * 1e3 / len(images), (t2 - t1) * 1e3 / len(images)
-        for i, (scale, px, py, hw) in enumerate(geoms):
+        for i, (geom, hw) in enumerate(geoms):
             t3 = time.perf_counter()
             finite = np.isfinite(out.boxes[i]).all(1) & np.isfinite(out.scores[i])
             # The tracker also sees low-score boxes (ByteTrack's second stage rescues tracks with them).
             floor = min(self.cfg.score_threshold, self.cfg.track_score_threshold) if self.tracker else self.cfg.score_threshold
+            # set-prediction models (needs_nms False) are final: IoU > 1 never suppresses
+            nms_iou = self.cfg.nms_iou if getattr(self.backend, "needs_nms", True) else 1.0
             candidates = select_detections(out.boxes[i], out.scores[i], out.classes[i], score_threshold=floor,
-                                           nms_iou=self.cfg.nms_iou, max_detections=self.cfg.max_detections)
-            candidates = to_camera(candidates, scale, px, py, hw)
+                                           nms_iou=nms_iou, max_detections=self.cfg.max_detections)
+            candidates = to_camera(candidates, geom, hw)
             dets = candidates.select(candidates.scores >= self.cfg.score_threshold)
-            seg = seg_to_camera(out.seg[i], self.backend.seg_stride, scale, px, py, hw, self.cfg.seg_full_resolution)
+            seg = None if out.seg is None else seg_to_camera(out.seg[i], self.backend.seg_stride, geom.sx, geom.px,
+                                                             geom.py, hw, self.cfg.seg_full_resolution)
+            embed = out.embed[i] if out.embed is not None else np.zeros(0, np.float32)
             t4 = time.perf_counter()
             tracks = self.tracker.update(candidates, stamps[i]) if self.tracker is not None else None
             t5 = time.perf_counter()
             drift = None
             if self.drift is not None:   # the detector samples every Nth frame
                 stats = image_statistics(images[i]) if self.drift.image_ref is not None and self.drift.wants() else None
-                if self.drift.add(out.embed[i], stats):
+                if self.drift.add(embed if out.embed is not None else None, stats):
                     drift = self.drift.result()
             ood = float("nan")
             if self.ood is not None:
@@ -120,7 +138,7 @@ class Perceiver:
                 ood = self.ood.latest()
             t6 = time.perf_counter()
             results.append(PerceptionResult(
-                dets, seg, out.embed[i],
+                dets, seg, embed,
                 {"preprocess": per_frame_pre, "inference": per_frame_inf, "postprocess": (t4 - t3) * 1e3,
                  "tracking": (t5 - t4) * 1e3, "monitoring": (t6 - t5) * 1e3},
                 tracks, drift, int((~finite).sum()), ood))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from mim_perception.core.preprocess import unletterbox_boxes
+from mim_perception.core.preprocess import Geometry
 from mim_perception.core.types import Detections
 
 
@@ -28,11 +28,11 @@ def select_detections(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray
     return Detections(b[idx], s[idx], c[idx])
 
 
-def to_camera(dets: Detections, scale: float, pad_x: int, pad_y: int, camera_hw: tuple[int, int]) -> Detections:
-    """Letterboxed model pixels -> camera pixels, clipped to the image."""
+def to_camera(dets: Detections, geom: Geometry, camera_hw: tuple[int, int]) -> Detections:
+    """Model pixels -> camera pixels, clipped to the image."""
     if len(dets) == 0:
         return dets
-    b = unletterbox_boxes(dets.boxes, scale, (pad_x, pad_y))
+    b = geom.to_camera(dets.boxes)
     h, w = camera_hw
     np.clip(b[:, 0::2], 0, w, out=b[:, 0::2])
     np.clip(b[:, 1::2], 0, h, out=b[:, 1::2])
@@ -40,7 +40,7 @@ def to_camera(dets: Detections, scale: float, pad_x: int, pad_y: int, camera_hw:
     return Detections(b[ok], dets.scores[ok], dets.labels[ok])
 
 
-def seg_to_camera(seg: np.ndarray, stride: int, scale: float, pad_x: int, pad_y: int, camera_hw: tuple[int, int],
+def seg_to_camera(seg: np.ndarray, stride: int, scale: float, pad_x: float, pad_y: float, camera_hw: tuple[int, int],
                   full_resolution: bool) -> np.ndarray:
     """Label map at model resolution / ``stride`` -> the camera's field of view (letterbox border cropped),
     at camera resolution (nearest) or at the model's own scale (cheaper to publish)."""

@@ -5,10 +5,27 @@ uint8 in, uint8 out: normalisation lives inside the model (one cv2.resize + a bo
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import cv2
 import numpy as np
 
 PAD_VALUE = 114   # grey border of letterboxed/padded images (YOLO convention; the model sees it in training too)
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Camera pixels -> model pixels: x_model = x_camera · (sx, sy) + (px, py) (letterbox: sx = sy; stretch: not)."""
+
+    sx: float
+    sy: float
+    px: float
+    py: float
+
+    def to_camera(self, boxes: np.ndarray) -> np.ndarray:
+        off = np.array([self.px, self.py, self.px, self.py], np.float32)
+        return (np.asarray(boxes, np.float32).reshape(-1, 4) - off) / np.array([self.sx, self.sy, self.sx, self.sy],
+                                                                                np.float32)
 
 
 def letterbox_params(src_hw: tuple[int, int], dst_hw: tuple[int, int]) -> tuple[float, int, int]:

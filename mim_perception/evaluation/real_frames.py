@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from mim_perception.core.config import load_config
+from mim_perception.core.errors import ModelLoadError
 from mim_perception.core.labels import LabelSpace
 from mim_perception.core.pipeline import Perceiver, PerceptionConfig
 from mim_perception.core.preprocess import letterbox
@@ -46,7 +47,10 @@ class KittiFilter:
 
 def kitti_ground_truth(source: KittiSource, i: int, labels: LabelSpace, f: KittiFilter) -> dict[str, np.ndarray]:
     """Counted boxes/labels and ignore regions (label -1: every class) of KITTI item ``i``."""
-    boxes, classes, ign, ign_cls = [], [], [], []
+    boxes: list[list[float]] = []
+    ign: list[list[float]] = []
+    classes: list[int] = []
+    ign_cls: list[int] = []
     for r in source.rows(i):
         box, t = r["box"], r["type"]
         name = KITTI_NEIGHBOURS.get(t) if t in KITTI_NEIGHBOURS else KITTI_CLASSES.get(t)
@@ -138,8 +142,14 @@ def open_contender(bundle: str, threads: int, score_threshold: float = 0.01) -> 
     def fwd_ours(image: np.ndarray) -> Any:
         return backend.infer(letterbox(image, backend.input_hw)[0].transpose(2, 0, 1)[None].copy())
 
+    def segment(image: np.ndarray) -> np.ndarray:
+        seg = perceiver.process(image, 0.0).seg
+        if seg is None:
+            raise ModelLoadError(f"{bundle} has no segmentation output")
+        return seg
+
     return Contender(m.name, "ours", lambda im: perceiver.process(im, 0.0).detections,
-                     lambda im: perceiver.process(im, 0.0).seg, fwd_ours, backend.input_hw)
+                     segment if m.segmentation_classes else None, fwd_ours, backend.input_hw)
 
 
 def evaluate_real(bundles: list[str], kitti: KittiSource | None, camvid: CamVidSource | None, *, threads: int = 2,
@@ -159,9 +169,11 @@ def evaluate_real(bundles: list[str], kitti: KittiSource | None, camvid: CamVidS
         out["models"][c.name] = r
     if timing_frame is not None:
         rounds: dict[str, list[float]] = {c.name: [] for c in contenders}
+        frame = timing_frame
         for _ in range(5):
             for c in contenders:
-                rounds[c.name].append(median_ms(lambda c=c: c.forward(timing_frame), runs=12, warmup=3))
+                fwd = c.forward
+                rounds[c.name].append(median_ms(lambda fwd=fwd: fwd(frame), runs=12, warmup=3))   # type: ignore[misc]
         for c in contenders:
             out["models"][c.name]["forward_ms"] = float(np.median(rounds[c.name]))
     return out

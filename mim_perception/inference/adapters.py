@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from mim_perception.core.errors import ModelLoadError
+from mim_perception.core.preprocess import Geometry
 
 PLACEMENTS = ("top-left", "centre", "stretch")
 
@@ -41,23 +42,9 @@ class InputContract:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> InputContract:
         try:
-            return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+            return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})   # type: ignore[arg-type]
         except TypeError as e:
             raise ModelLoadError(f"malformed input contract {d}: {e}") from e
-
-
-@dataclass(frozen=True)
-class Geometry:
-    """Camera pixels -> model pixels: x_model = x_camera · (sx, sy) + (px, py)."""
-
-    sx: float
-    sy: float
-    px: float
-    py: float
-
-    def to_camera(self, boxes: np.ndarray) -> np.ndarray:
-        off = np.array([self.px, self.py, self.px, self.py], np.float32)
-        return (boxes - off) / np.array([self.sx, self.sy, self.sx, self.sy], np.float32)
 
 
 def prepare(image: np.ndarray, c: InputContract) -> tuple[np.ndarray, Geometry]:
@@ -77,8 +64,8 @@ def prepare(image: np.ndarray, c: InputContract) -> tuple[np.ndarray, Geometry]:
     x = canvas.astype(np.float32)
     if c.color == "rgb":
         x = x[..., ::-1]
-    x = (x * np.float32(c.scale) - np.asarray(c.mean, np.float32)) / np.asarray(c.std, np.float32)
-    return np.ascontiguousarray(x.transpose(2, 0, 1)[None]), Geometry(sx, sy, px, py)
+    y = (x * np.float32(c.scale) - np.asarray(c.mean, np.float32)) / np.asarray(c.std, np.float32)
+    return np.ascontiguousarray(y.transpose(2, 0, 1)[None], np.float32), Geometry(sx, sy, px, py)
 
 
 class Adapter(Protocol):

@@ -103,7 +103,13 @@ def load_backend(cfg: BackendConfig) -> tuple[Backend, Manifest, str]:
     kind, reason = choose(cfg.kind)
     manifest = load_manifest(bundle, roles=())
     backend: Backend
-    if kind == "onnxruntime":
+    if manifest.external and kind in ("onnxruntime", "torch"):
+        from mim_perception.inference.external_backend import ExternalBackend
+
+        if kind == "torch":   # an external ONNX has no torch weights: ONNX Runtime, said in the reason
+            reason += f"; {manifest.name} is an external ONNX model (adapter {manifest.adapter}): ONNX Runtime"
+        backend = ExternalBackend(bundle, manifest, cfg)
+    elif kind == "onnxruntime":
         from mim_perception.inference.ort_backend import OrtBackend
 
         backend = OrtBackend(bundle, manifest, cfg)
@@ -125,6 +131,9 @@ class SerialBackend:
     def __init__(self, backend: Backend) -> None:
         self.inner = backend
         self.name, self.input_hw, self.seg_stride = backend.name, backend.input_hw, backend.seg_stride
+        self.needs_nms = getattr(backend, "needs_nms", True)
+        if hasattr(backend, "prepare"):   # keep the inner backend's input contract visible to the pipeline
+            self.prepare = backend.prepare
         self._lock = threading.Lock()
         self.users = 0
 

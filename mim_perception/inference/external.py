@@ -19,6 +19,7 @@ import yaml
 from mim_perception.core.config import config_dir
 from mim_perception.core.errors import ConfigError, ModelLoadError
 from mim_perception.core.labels import LabelSpace
+from mim_perception.core.pipeline import ModelOutputs
 from mim_perception.core.postprocess import select_detections
 from mim_perception.core.types import Detections
 from mim_perception.inference.adapters import Adapter, Candidates, InputContract, best_class, get_adapter, prepare
@@ -136,6 +137,39 @@ def _best_ride(person: np.ndarray, vehicles: np.ndarray, min_overlap: float) -> 
     return j if frac[j] >= min_overlap else None
 
 
+@dataclass(frozen=True)
+class CandidateDecoder:
+    """Raw outputs of an external model -> mapped candidates (model pixels), for one image or as the fixed-size
+    ``ModelOutputs`` the perception pipeline takes (top ``topk`` by score; thresholds and NMS come after)."""
+
+    adapter: Adapter
+    contract: InputContract
+    class_names: list[str]
+    class_map: ClassMap
+    topk: int = 300
+
+    def candidates(self, raw: dict[str, np.ndarray], threshold: float) -> Candidates:
+        boxes, scores = self.adapter.decode(raw, self.contract)
+        floor = min(threshold, self.class_map.riders.vehicle_threshold) if self.class_map.riders else threshold
+        c = self.class_map.apply(best_class(boxes, scores, floor), self.class_names)
+        ok = c.scores >= threshold
+        return Candidates(c.boxes[ok], c.scores[ok], c.classes[ok])
+
+    def batch(self, raw: dict[str, np.ndarray], floor: float = 1e-3) -> ModelOutputs:
+        """Batched raw outputs (leading dimension B) -> ModelOutputs with K = ``topk`` slots per image (unused
+        slots: score 0, an empty box), no segmentation, no embedding."""
+        n = len(next(iter(raw.values())))
+        boxes = np.zeros((n, self.topk, 4), np.float32)
+        scores = np.zeros((n, self.topk), np.float32)
+        classes = np.zeros((n, self.topk), np.int64)
+        for i in range(n):
+            c = self.candidates({k: v[i:i + 1] for k, v in raw.items()}, floor)
+            order = np.argsort(-c.scores, kind="stable")[: self.topk]
+            k = len(order)
+            boxes[i, :k], scores[i, :k], classes[i, :k] = c.boxes[order], c.scores[order], c.classes[order]
+        return ModelOutputs(boxes, scores, classes, None, None)
+
+
 class ExternalDetector:
     """ONNX Runtime session + adapter + contract + class map. ``detect`` returns camera-pixel Detections."""
 
@@ -155,6 +189,7 @@ class ExternalDetector:
         self.output_names = [o.name for o in session.get_outputs()]
         adapter.check_outputs([(o.name, o.shape) for o in session.get_outputs()], len(class_names), contract)
         class_map.check(class_names)
+        self.decoder = CandidateDecoder(adapter, contract, class_names, class_map)
 
     @classmethod
     def open(cls, onnx_path: Path, adapter: str, *, class_names: list[str], class_map: ClassMap | None = None,
@@ -177,12 +212,11 @@ class ExternalDetector:
     def candidates(self, image: np.ndarray, threshold: float) -> tuple[Candidates, Any]:
         """Mapped candidates (model pixels, before NMS) and the frame geometry."""
         x, geom = prepare(image, self.contract)
-        raw = dict(zip(self.output_names, self.session.run(self.output_names, {self.input_name: x}), strict=True))
-        boxes, scores = self.adapter.decode(raw, self.contract)
-        floor = min(threshold, self.class_map.riders.vehicle_threshold) if self.class_map.riders else threshold
-        c = self.class_map.apply(best_class(boxes, scores, floor), self.class_names)
-        ok = c.scores >= threshold
-        return Candidates(c.boxes[ok], c.scores[ok], c.classes[ok]), geom
+        return self.decoder.candidates(self.run(x), threshold), geom
+
+    def run(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """Raw outputs by name for a prepared float32 batch."""
+        return dict(zip(self.output_names, self.session.run(self.output_names, {self.input_name: x}), strict=True))
 
     def detect(self, image: np.ndarray, threshold: float = 0.3, nms_iou: float = 0.6, max_detections: int = 100
                ) -> Detections:
@@ -204,7 +238,7 @@ class ExternalDetector:
 
 
 def import_model(onnx_path: Path, out: Path, adapter: str, *, classes: str, class_map: Path | None = None,
-                 name: str = "", contract: InputContract | None = None) -> Manifest:
+                 name: str = "", contract: InputContract | None = None, image_reference: Path | None = None) -> Manifest:
     """Copy an external ONNX detector into a verified bundle ``out`` (model.onnx + manifest.json): the adapter must
     match the outputs, the input the contract, the class map the model's classes; fails with ModelLoadError or
     ConfigError naming the problem, before anything is written."""
@@ -215,26 +249,41 @@ def import_model(onnx_path: Path, out: Path, adapter: str, *, classes: str, clas
     det = ExternalDetector.open(onnx_path, adapter, class_names=names, class_map=cmap, contract=contract)
     out.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(onnx_path, out / "model.onnx")
+    files = {"onnx": "model.onnx"}
+    if image_reference is not None:   # image statistics do not depend on the model: any bundle's reference serves
+        from mim_perception.core.monitoring.drift import DriftReference
+
+        DriftReference.load(image_reference)   # ModelLoadError if it is not one
+        shutil.copyfile(image_reference, out / "image_reference.npz")
+        files["image_reference"] = "image_reference.npz"
     c = det.contract
     manifest = Manifest(
         name=name or out.name, architecture=f"external:{adapter}", input_height=c.height, input_width=c.width,
         input_format=f"float32 NCHW {c.color.upper()} ×{c.scale:g}, mean {list(c.mean)}, std {list(c.std)}, "
                      f"letterbox {c.placement} pad {c.pad_value:g}",
         detection_classes=list(cmap.targets), segmentation_classes=[], segmentation_palette_bgr=[], seg_stride=0,
-        topk=0, embed_dim=0, files={"onnx": "model.onnx"}, sha256={},
-        training={"imported_from": onnx_path.name, "source_sha256": sha256_file(onnx_path)},
+        topk=0, embed_dim=0, files=files, sha256={},
+        training={"imported_from": onnx_path.name, "source_sha256": sha256_file(onnx_path),
+                  "image_reference": str(image_reference) if image_reference else None},
         adapter=adapter, input_contract=c.to_dict(), source_classes=names,
         class_map={} if class_map is None else cmap.to_dict())
     write_manifest(out, manifest)
     return load_manifest(out)
 
 
+def decoder_from_manifest(m: Manifest, where: str = "bundle") -> CandidateDecoder:
+    """The adapter, contract and class map an external bundle's manifest records (any runtime: ORT, TensorRT)."""
+    if not m.external:
+        raise ModelLoadError(f"{where} is not an external-detector bundle (no adapter in its manifest)")
+    cmap = ClassMap.from_dict(m.class_map, where=f"{where} class map") if m.class_map else ClassMap.identity(m.source_classes)
+    cmap.check(m.source_classes)
+    return CandidateDecoder(get_adapter(m.adapter), InputContract.from_dict(m.input_contract), m.source_classes, cmap)
+
+
 def open_external(bundle: Path, threads: int = 2) -> tuple[ExternalDetector, Manifest]:
     """The verified (sha256) external detector of a bundle written by :func:`import_model`."""
     m = load_manifest(bundle, roles=("onnx",))
-    if not m.external:
-        raise ModelLoadError(f"{bundle} is not an external-detector bundle (no adapter in its manifest)")
-    cmap = ClassMap.from_dict(m.class_map, where=f"{bundle} class map") if m.class_map else ClassMap.identity(m.source_classes)
-    det = ExternalDetector.open(m.path(bundle, "onnx"), m.adapter, class_names=m.source_classes, class_map=cmap,
-                                contract=InputContract.from_dict(m.input_contract), threads=threads)
+    d = decoder_from_manifest(m, str(bundle))
+    det = ExternalDetector.open(m.path(bundle, "onnx"), m.adapter, class_names=m.source_classes, class_map=d.class_map,
+                                contract=d.contract, threads=threads)
     return det, m

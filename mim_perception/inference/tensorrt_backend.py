@@ -23,6 +23,9 @@ import numpy as np
 
 from mim_perception.core.errors import ModelLoadError
 from mim_perception.core.pipeline import ModelOutputs
+from mim_perception.core.preprocess import Geometry
+from mim_perception.inference.adapters import prepare
+from mim_perception.inference.external import decoder_from_manifest
 from mim_perception.inference.manifest import OUTPUT_NAMES, Manifest, load_manifest
 
 if TYPE_CHECKING:
@@ -123,6 +126,11 @@ class TensorRTBackend:
         onnx_path = load_manifest(bundle, roles=("onnx",)).path(bundle, "onnx")
         self.input_hw = (manifest.input_height, manifest.input_width)
         self.seg_stride = manifest.seg_stride
+        # External detectors (import-model): float input per the adapter's contract, raw outputs decoded on the host.
+        self.decoder = decoder_from_manifest(manifest, str(bundle)) if manifest.external else None
+        if self.decoder is not None:
+            self.prepare = self._prepare_external
+            self.needs_nms = self.decoder.adapter.nms
         props = torch.cuda.get_device_properties(0)
         key = cache_key(props.name, (props.major, props.minor), trt.__version__, manifest.sha256[onnx_path.name],
                         cfg.precision, 1)
@@ -148,7 +156,12 @@ class TensorRTBackend:
         self.stream = torch.cuda.Stream()
         self._bind(1)
         for _ in range(cfg.warmup_runs):
-            self.infer(np.zeros((1, 3, *self.input_hw), np.uint8))
+            self.infer(np.zeros((1, 3, *self.input_hw), np.float32 if self.decoder is not None else np.uint8))
+
+    def _prepare_external(self, image: np.ndarray) -> tuple[np.ndarray, Geometry]:
+        assert self.decoder is not None
+        x, geom = prepare(image, self.decoder.contract)
+        return x[0], geom
 
     def _bind(self, batch: int) -> None:
         """Allocate device tensors for every I/O tensor at this batch size and register their addresses."""
@@ -167,6 +180,12 @@ class TensorRTBackend:
             shape = tuple(self.context.get_tensor_shape(name))
             self.buffers[name] = torch.empty(shape, dtype=dtypes[self.engine.get_tensor_dtype(name)], device="cuda")
             self.context.set_tensor_address(name, int(self.buffers[name].data_ptr()))
+        if self.decoder is not None:
+            self.outputs = [n for n in self.buffers if n != self.input_name]
+            self.decoder.adapter.check_outputs([(n, list(self.buffers[n].shape)) for n in self.outputs],
+                                               len(self.decoder.class_names), self.decoder.contract)
+            return
+        self.outputs = list(OUTPUT_NAMES)
         missing = [o for o in OUTPUT_NAMES if o not in self.buffers]
         if missing:
             raise ModelLoadError(f"TensorRT engine {self.engine_path} lacks outputs {missing}")
@@ -179,7 +198,10 @@ class TensorRTBackend:
             self.buffers[self.input_name].copy_(torch.from_numpy(batch).pin_memory(), non_blocking=True)
             if not self.context.execute_async_v3(self.stream.cuda_stream):
                 raise RuntimeError("TensorRT execution failed")
-            host = [self.buffers[o].to("cpu", non_blocking=True) for o in OUTPUT_NAMES]
+            host = [self.buffers[o].to("cpu", non_blocking=True) for o in self.outputs]
         self.stream.synchronize()
-        boxes, scores, classes, seg, embed = (h.float().numpy() if h.dtype == torch.float16 else h.numpy() for h in host)
+        arrays = [h.float().numpy() if h.dtype == torch.float16 else h.numpy() for h in host]
+        if self.decoder is not None:
+            return self.decoder.batch(dict(zip(self.outputs, arrays, strict=True)))
+        boxes, scores, classes, seg, embed = arrays
         return ModelOutputs(boxes, scores, classes, seg, embed)

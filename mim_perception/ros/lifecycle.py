@@ -1,7 +1,8 @@
 """Lifecycle base for our nodes: configure loads + verifies, activate starts publishing.
 
-A failed configure leaves the node unconfigured with ``config_error`` set; the runner reports it and
-exits non-zero. Nodes run standalone (console script) drive their own transitions via ``autostart``.
+A failed configure leaves the node unconfigured with ``config_error`` set and starts a fault beacon: ERROR with the
+reason on /diagnostics every second, so a vehicle's monitoring sees why the node does nothing. ``mim-perception run``
+and the console scripts (launch files) keep such a node alive; tests and `evaluate` fail fast instead.
 """
 
 from __future__ import annotations
@@ -64,9 +65,29 @@ class MimLifecycleNode(LifecycleNode):
         except MimPerceptionError as e:
             self.config_error = str(e)
             self.get_logger().error(f"configure failed: {e}")
+            self._start_fault_beacon()
             return TransitionCallbackReturn.FAILURE
         self.config_error = None
         return TransitionCallbackReturn.SUCCESS
+
+    def _start_fault_beacon(self, period: float = 1.0) -> None:
+        from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+
+        from mim_perception.ros import qos
+
+        if getattr(self, "_beacon", None) is not None:
+            return
+        pub = self.create_publisher(DiagnosticArray, "/diagnostics", qos.RELIABLE)
+
+        def beat() -> None:
+            status = DiagnosticStatus(level=DiagnosticStatus.ERROR, name=f"{self.get_fully_qualified_name()}: configure",
+                                      message=f"configure failed: {self.config_error}",
+                                      hardware_id=self.get_namespace().strip("/") or self.get_name())
+            arr = DiagnosticArray(status=[status])
+            arr.header.stamp = self.get_clock().now().to_msg()
+            pub.publish(arr)
+
+        self._beacon = self.create_timer(period, beat)
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self.activate()
@@ -100,11 +121,11 @@ def standalone_main(factory: Callable[..., MimLifecycleNode], name: str, argv: l
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     try:
-        node.bring_up()
+        try:
+            node.bring_up()
+        except MimPerceptionError as e:   # stay up: the fault beacon reports the reason on /diagnostics
+            print(f"{name}: {e}", file=sys.stderr)
         executor.spin()
-    except MimPerceptionError as e:
-        print(f"{name}: {e}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         pass
     finally:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import sys
 import threading
 import time
 from typing import Any
@@ -23,8 +24,10 @@ from mim_perception.ros.graph import Camera, GraphConfig, NodeSpec, describe, fa
 class GraphRunner:
     """Build the nodes of ``specs`` in ``context`` and spin them on a background thread."""
 
-    def __init__(self, specs: list[NodeSpec], context: Any = None, threads: int = 4) -> None:
+    def __init__(self, specs: list[NodeSpec], context: Any = None, threads: int = 4, keep_failed: bool = False) -> None:
         self.specs = specs
+        self.keep_failed = keep_failed   # True: a node whose configure failed stays up, reporting ERROR (vehicles)
+        self.failed: list[str] = []
         self.context = context
         self.threads = threads
         self.nodes: list[Any] = []
@@ -47,12 +50,14 @@ class GraphRunner:
         self._executor = MultiThreadedExecutor(num_threads=self.threads, context=self.context)
         for node in self.nodes:
             self._executor.add_node(node)
-        try:
-            for node in self.nodes:
+        for node in self.nodes:
+            try:
                 node.bring_up()
-        except MimPerceptionError:
-            self.stop()
-            raise
+            except MimPerceptionError as e:
+                if not self.keep_failed:
+                    self.stop()
+                    raise
+                self.failed.append(str(e))
         self._thread = spin_in_thread(self._executor, "mim-graph")
         return self
 
@@ -102,11 +107,13 @@ def run(args: argparse.Namespace) -> int:
     import rclpy
 
     rclpy.init()
-    runner = GraphRunner(specs, threads=cfg.executor_threads)
+    runner = GraphRunner(specs, threads=cfg.executor_threads, keep_failed=True)
     try:
         runner.start()
         for spec in specs:
             print(f"running {spec.namespace}/{spec.name}")
+        for reason in runner.failed:
+            print(f"ERROR (reported on /diagnostics, node kept alive): {reason}", file=sys.stderr)
         deadline = time.monotonic() + args.duration if args.duration > 0 else float("inf")
         while rclpy.ok() and time.monotonic() < deadline:
             time.sleep(0.1)

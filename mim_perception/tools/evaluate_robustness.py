@@ -21,6 +21,7 @@ import numpy as np
 from scipy.stats import rankdata
 
 from mim_perception.core.config import load_config
+from mim_perception.core.errors import ConfigError
 from mim_perception.core.labels import LabelSpace
 from mim_perception.core.monitoring.drift import DriftReference
 from mim_perception.core.monitoring.health import MonitorConfig
@@ -65,6 +66,8 @@ def _run(frames: list[Any], backend: OrtBackend, ood: Any, labels: LabelSpace, c
         s = to_input(seen, rng)
         x = np.ascontiguousarray(s.image.transpose(2, 0, 1))[None]
         out = backend.infer(x)
+        if out.seg is None or out.embed is None:
+            raise ConfigError("evaluate-robustness needs a det+seg bundle (segmentation and embedding outputs)")
         d = select_detections(out.boxes[0], out.scores[0], out.classes[0], score_threshold=0.01, nms_iou=0.6,
                               max_detections=100)
         preds.append((d.boxes, d.scores, d.labels))

@@ -28,7 +28,8 @@ def _main(args: argparse.Namespace) -> int:
         base = contract.to_dict() if contract else {}
         contract = InputContract.from_dict(base | json.loads(args.contract))
     m = import_model(Path(args.model), Path(args.out), args.adapter, classes=args.classes,
-                     class_map=Path(args.class_map) if args.class_map else None, name=args.name or "", contract=contract)
+                     class_map=Path(args.class_map) if args.class_map else None, name=args.name or "", contract=contract,
+                     image_reference=Path(args.image_reference) if args.image_reference else None)
     print(json.dumps({"bundle": args.out, "adapter": m.adapter, "input": m.input_contract,
                       "classes": m.detection_classes, "sha256": m.sha256}, indent=1))
     return 0
@@ -46,5 +47,8 @@ def register(sub: argparse._SubParsersAction, verb: str) -> None:
     p.add_argument("--name", help="bundle name (default: the directory name)")
     p.add_argument("--height", type=int, help="input height (models with a dynamic input size)")
     p.add_argument("--width", type=int, help="input width")
+    p.add_argument("--image-reference", metavar="NPZ",
+                   help="drift reference of image statistics (e.g. a shipped bundle's image_reference.npz): the node's "
+                        "drift monitor then runs on image statistics; without it drift monitoring is off")
     p.add_argument("--contract", help='JSON overrides of the adapter\'s input contract, e.g. \'{"placement": "centre"}\'')
     p.set_defaults(func=_main)

@@ -40,16 +40,16 @@ def apply_init(model: nn.Module, paths: list[str], labels: LabelSpace, *, backbo
     done = []
     for p in paths:
         state = initial_state(Path(p), labels)
-        target = model.backbone if backbone_only else model   # type: ignore[union-attr]
+        backbone = model.get_submodule("backbone")
         if backbone_only or not any(k.startswith(("neck.", "det_head.")) for k in state):
             sub = {k: v for k, v in state.items() if k.startswith("backbone.")}
             if not sub:
                 raise ModelLoadError(f"{p} holds no backbone weights")
-            load_into(model.backbone, sub, prefix="backbone.", source=p)   # type: ignore[union-attr]
+            load_into(backbone, sub, prefix="backbone.", source=p)
             done.append(f"{p}: backbone ({len(sub)} tensors)")
             continue
         sub = {k: v for k, v in state.items() if not k.startswith(MIM_ONLY)}
-        result = target.load_state_dict(sub, strict=False)
+        result = model.load_state_dict(sub, strict=False)
         if result.unexpected_keys:
             raise ModelLoadError(f"{p} does not match the model: unexpected {result.unexpected_keys[:8]}")
         parts = sorted({k.split(".")[0] for k in sub})

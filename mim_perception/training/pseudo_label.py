@@ -80,7 +80,8 @@ def fuse(per_teacher: Sequence[Detections], iou: float) -> Detections:
 def label_frames(source: Any, teachers: Sequence[ExternalDetector], cfg: PseudoLabelConfig,
                  progress: Callable[[int, int], None] | None = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """-> (COCO images, COCO annotations) for every item of ``source`` (file_name = the item's key)."""
-    images, anns = [], []
+    images: list[dict[str, Any]] = []
+    anns: list[dict[str, Any]] = []
     for i in range(len(source)):
         image = source[i].image
         dets = fuse([t.detect(image, cfg.ignore_threshold, cfg.nms_iou, 300) for t in teachers], cfg.fuse_iou)

@@ -86,6 +86,8 @@ class FakeTRT(types.SimpleNamespace):
 
             def get_tensor_shape(self, name: str) -> tuple[int, ...]:
                 b = self.batch
+                if name in fake.shapes:
+                    return (b, *fake.shapes[name])
                 return {"images": (b, 3, H, W), "boxes": (b, K, 4), "scores": (b, K), "classes": (b, K),
                         "seg": (b, H // 4, W // 4), "embed": (b, D)}[name]
 
@@ -109,7 +111,7 @@ class FakeTRT(types.SimpleNamespace):
                 return "INPUT" if name == "images" else "OUTPUT"
 
             def get_tensor_dtype(self, name: str) -> str:
-                return {"images": "UINT8", "classes": "INT32"}.get(name, "FLOAT")
+                return fake.dtypes.get(name, {"images": "UINT8", "classes": "INT32"}.get(name, "FLOAT"))
 
             def create_execution_context(self) -> Context:
                 self.contexts.append(Context(self))
@@ -133,7 +135,7 @@ class FakeTRT(types.SimpleNamespace):
             BuilderFlag=types.SimpleNamespace(FP16="FP16", INT8="INT8"),
             TensorIOMode=types.SimpleNamespace(INPUT="INPUT", OUTPUT="OUTPUT"),
             DataType=types.SimpleNamespace(FLOAT="FLOAT", HALF="HALF", INT32="INT32", INT64="INT64", UINT8="UINT8", BOOL="BOOL"),
-            IInt8EntropyCalibrator2=Calibrator, builds=[], engines=[],
+            IInt8EntropyCalibrator2=Calibrator, builds=[], engines=[], shapes={}, dtypes={},
             io_names=["images", "boxes", "scores", "classes", "seg", "embed"])
 
 
@@ -237,3 +239,35 @@ def test_missing_outputs_are_an_error(bundle: Path, tmp_path: Path) -> None:
     trt.io_names = ["images", "boxes"]
     with pytest.raises(ModelLoadError, match="lacks outputs"):
         TensorRTBackend(bundle, load_manifest(bundle), _cfg(tmp_path), trt=trt, torch=FakeTorch())
+
+
+def test_external_bundle_engine_decodes_with_its_adapter(tmp_path: Path) -> None:
+    """An import-model bundle (YOLOX outputs) through TensorRT: float input per the contract, host-side decode."""
+    from mim_perception.core.config import config_dir
+    from mim_perception.inference.adapters import YoloxAdapter, grid
+    from mim_perception.inference.external import ClassMap, load_class_names
+
+    coco = load_class_names("coco")
+    a = len(grid(H, W, (8, 16, 32))[0])
+    (tmp_path / "model.onnx").write_bytes(b"yolox graph")
+    cmap = ClassMap.load(config_dir() / "class_maps" / "coco_to_driving.yaml")
+    write_manifest(tmp_path, Manifest(
+        name="yolox", architecture="external:yolox", input_height=H, input_width=W, input_format="float32",
+        detection_classes=list(cmap.targets), segmentation_classes=[], segmentation_palette_bgr=[], seg_stride=0, topk=0,
+        embed_dim=0, files={"onnx": "model.onnx"}, sha256={}, adapter="yolox",
+        input_contract=YoloxAdapter().default_contract(H, W).to_dict(), source_classes=coco, class_map=cmap.to_dict()))
+    trt = FakeTRT()
+    trt.io_names, trt.shapes, trt.dtypes = ["images", "output"], {"output": (a, 85)}, {"images": "FLOAT"}
+    b = TensorRTBackend(tmp_path, load_manifest(tmp_path), _cfg(tmp_path), trt=trt, torch=FakeTorch())
+    x, geom = b.prepare(np.zeros((H, W, 3), np.uint8))
+    assert x.dtype == np.float32 and x.shape == (3, H, W) and geom.sx == 1.0 and b.needs_nms
+    b.buffers["output"][0, 0, :6] = torch.tensor([0.5, 0.5, 0.0, 0.0, 0.9, 0.0])     # cell (0, 0) of stride 8
+    b.buffers["output"][0, 0, 5 + 2] = 0.8                                              # COCO car
+    out = b.infer(x[None])
+    assert out.seg is None and out.embed is None and out.boxes.shape[0] == 1
+    np.testing.assert_allclose(out.boxes[0, 0], [0, 0, 8, 8], atol=1e-5)              # centre (4, 4), 8×8 px
+    assert out.classes[0, 0] == 0 and out.scores[0, 0] == pytest.approx(0.72)
+    trt2 = FakeTRT()
+    trt2.io_names, trt2.shapes = ["images", "output"], {"output": (a, 84)}
+    with pytest.raises(ModelLoadError, match="yolox adapter expects"):
+        TensorRTBackend(tmp_path, load_manifest(tmp_path), _cfg(tmp_path / "c2"), trt=trt2, torch=FakeTorch())

@@ -159,17 +159,21 @@ class DriftDetector:
     statistics is tested the same way and the two p-values are combined with a Bonferroni bound,
     p = min(1, 2·min(p_embedding, p_image)): the false-alarm rate of either test alone holds for the pair."""
 
-    def __init__(self, reference: DriftReference, every: int = 1, image_reference: DriftReference | None = None) -> None:
+    def __init__(self, reference: DriftReference | None, every: int = 1,
+                 image_reference: DriftReference | None = None) -> None:
         if every < 1:
             raise ConfigError("drift: every must be >= 1")
-        if image_reference is not None and image_reference.window != reference.window:
+        if reference is None and image_reference is None:
+            raise ConfigError("drift: needs an embedding reference, an image reference or both")
+        if reference is not None and image_reference is not None and image_reference.window != reference.window:
             raise ConfigError(f"drift: image reference window {image_reference.window} differs from the embedding "
                               f"reference's {reference.window}")
-        self.ref = reference
+        self.ref = reference                  # None: image statistics only (models without an embedding output)
         self.image_ref = image_reference
+        self.size = (reference or image_reference).window   # type: ignore[union-attr]
         self.every = every
-        self.window: deque[np.ndarray] = deque(maxlen=reference.window)
-        self.image_window: deque[np.ndarray] = deque(maxlen=reference.window)
+        self.window: deque[np.ndarray] = deque(maxlen=self.size)
+        self.image_window: deque[np.ndarray] = deque(maxlen=self.size)
         self._frames = 0
         self.rejected = 0     # non-finite embeddings or image statistics (counted, never used)
 
@@ -177,23 +181,25 @@ class DriftDetector:
         """Whether the next frame's embedding is needed (so the caller can skip computing it)."""
         return self._frames % self.every == 0
 
-    def add(self, embedding: np.ndarray, image_stats: np.ndarray | None = None) -> bool:
+    def add(self, embedding: np.ndarray | None, image_stats: np.ndarray | None = None) -> bool:
         take = self.wants()
         self._frames += 1
         if not take:
             return False
-        e = np.asarray(embedding, np.float64).reshape(-1)
-        if e.shape != self.ref.mean.shape or not np.isfinite(e).all():
-            self.rejected += 1
-            return False
-        self.window.append(self.ref.project(e[None])[0])
+        if self.ref is not None:
+            e = np.asarray(embedding if embedding is not None else [], np.float64).reshape(-1)
+            if e.shape != self.ref.mean.shape or not np.isfinite(e).all():
+                self.rejected += 1
+                return False
+            self.window.append(self.ref.project(e[None])[0])
         if self.image_ref is not None and image_stats is not None:
             f = np.asarray(image_stats, np.float64).reshape(-1)
             if f.shape == self.image_ref.mean.shape and np.isfinite(f).all():
                 self.image_window.append(self.image_ref.project(f[None])[0])
             else:
                 self.rejected += 1
-        return True
+                return self.ref is not None
+        return self.ref is not None or image_stats is not None
 
     def reset(self) -> None:
         """Clock jump / new episode: old frames no longer describe the input."""
@@ -202,13 +208,19 @@ class DriftDetector:
         self._frames = 0
 
     def result(self) -> DriftResult | None:
-        if len(self.window) < self.ref.window:
+        p_img = float("nan")
+        if self.image_ref is not None and len(self.image_window) == self.size:
+            ref = self.image_ref
+            img_stat = ref.statistic(np.stack(self.image_window))
+            p_img = ref.p_value(img_stat)
+        if self.ref is None:   # image statistics only
+            if len(self.image_window) < self.size:
+                return None
+            return DriftResult(img_stat, p_img, 1.0 - p_img, len(self.image_window), float("nan"), p_img)
+        if len(self.window) < self.size:
             return None
         stat = self.ref.statistic(np.stack(self.window))
         p_emb = p = self.ref.p_value(stat)
-        p_img = float("nan")
-        if self.image_ref is not None and len(self.image_window) == self.image_ref.window:
-            ref = self.image_ref
-            p_img = ref.p_value(ref.statistic(np.stack(self.image_window)))
+        if not np.isnan(p_img):
             p = min(1.0, 2.0 * min(p_emb, p_img))
         return DriftResult(stat, p, 1.0 - p, len(self.window), p_emb, p_img)

@@ -83,7 +83,9 @@ class PerceptionNode(MimLifecycleNode):
         self.vocab.labels(list(self.manifest.detection_classes))   # label i <-> the model's class i
         self.perceiver = Perceiver(backend, self.pcfg, Tracker(tcfg), self.drift, self.ood)
         self.det_pub = self.create_lifecycle_publisher(Detection2DArray, "~/out/detections", qos.RELIABLE)
-        self.seg_pub = self.create_lifecycle_publisher(Image, "~/out/segmentation", qos.RELIABLE)
+        # a detector without a segmentation output (external model) publishes no segmentation topic at all
+        self.seg_pub = self.create_lifecycle_publisher(Image, "~/out/segmentation", qos.RELIABLE) \
+            if self.manifest.segmentation_classes else None
         self.overlay_pub = self.create_lifecycle_publisher(Image, "~/out/overlay", qos.SENSOR)
         self.track_pub = self.create_lifecycle_publisher(TrackArray, "~/out/tracks", qos.RELIABLE)
         self.latency_pub = self.create_lifecycle_publisher(FrameLatency, "~/out/latency", qos.RELIABLE)
@@ -102,6 +104,13 @@ class PerceptionNode(MimLifecycleNode):
             return None
 
     def _load_drift(self, bundle: Path) -> DriftDetector | None:
+        if self.manifest.embed_dim == 0:   # no embedding output (external detector): image statistics only
+            image_ref = self._load_reference(bundle, "image_reference", "image-statistics drift")
+            if image_ref is None:
+                self.warnings.append("model bundle has neither an embedding output nor an image reference: "
+                                     "drift monitoring disabled")
+                return None
+            return DriftDetector(None, every=self.pcfg.drift_every, image_reference=image_ref)
         if "drift_reference" not in self.manifest.files:
             self.warnings.append("model bundle has no drift reference: drift monitoring disabled")
             return None
@@ -205,7 +214,8 @@ class PerceptionNode(MimLifecycleNode):
         self.invalid_outputs += r.invalid_outputs
         names = [self.manifest.detection_classes[int(c)] for c in r.detections.labels]
         self.det_pub.publish(arrays_to_detections(header, r.detections.boxes, r.detections.scores, names))
-        self.seg_pub.publish(numpy_to_image(r.seg, "mono8", header))
+        if self.seg_pub is not None and r.seg is not None:
+            self.seg_pub.publish(numpy_to_image(r.seg, "mono8", header))
         if r.tracks is not None:
             self.track_pub.publish(tracks_to_msg(header, r.tracks, self.vocab))
         if self.overlay_pub.get_subscription_count() > 0:   # only drawn while someone looks
@@ -248,6 +258,7 @@ class PerceptionNode(MimLifecycleNode):
             findings.append((Level.WARN, f"{self.invalid_outputs} non-finite model outputs dropped (none recently)"))
         verdict = judge(self.stats, self.monitor, self._now(), tuple(self.errors), tuple(findings))
         verdict.values |= {"model": self.model_id, "backend": self.perceiver.backend.name,
+                           "monitors": self._monitors(),
                            "drift_p_value": f"{self.drift_alarm.p_value:.3g}",
                            "drift_p_embedding": f"{self._last_drift[0]:.3g}", "drift_p_image": f"{self._last_drift[1]:.3g}",
                            "drift_low_p_run": str(self.drift_alarm.run), "invalid_outputs": str(self.invalid_outputs),
@@ -259,6 +270,14 @@ class PerceptionNode(MimLifecycleNode):
                                "ood_rejected": str(self.ood.rejected)}
         status = to_status(verdict, f"{self.get_fully_qualified_name()}: perception", self.hardware_id)
         self.diag_pub.publish(to_array([status], Time(seconds=self._now()).to_msg()))
+
+
+    def _monitors(self) -> str:
+        """Which monitors run, for /diagnostics (external detectors have no embedding or OOD model)."""
+        d = self.drift
+        drift = "drift off" if d is None else "drift: image statistics only" if d.ref is None else \
+            "drift: embedding + image statistics" if d.image_ref is not None else "drift: embedding"
+        return f"{drift}; OOD {'on' if self.ood is not None else 'off'}; latency, drops, input on"
 
 
 def main(argv: list[str] | None = None) -> int:
