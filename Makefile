@@ -37,7 +37,8 @@ e2e: setup
 clean:
 	rm -rf build $(VENV) .pytest_cache .mypy_cache .ruff_cache
 
-# Regenerate the bundled demo drive (deterministic; committed because it is small and the demo needs it offline).
+# Regenerate the bundled procedural drive with exact ground truth (deterministic; tests score against it). The real
+# demo drive (demo/highway_front) is made from a video: demo/ATTRIBUTION.md has the command.
 demo-bag: setup
 	rm -rf demo/drive_front build/demo_gen
 	$(PY) -m mim_perception.cli synth build/demo_gen --frames 90 --fps 15 --seed 1 --bag --no-gt-segmentation --quality 80

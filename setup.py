@@ -26,6 +26,8 @@ setup(
         # each model bundle is a folder (manifest.json + files it lists)
         *[(f"share/{PACKAGE}/{d.rstrip('/')}", glob(f"{d}*")) for d in glob("models/*/")],
         (f"share/{PACKAGE}/demo/drive_front", glob("demo/drive_front/*")),
+        (f"share/{PACKAGE}/demo/highway_front", glob("demo/highway_front/*")),
+        (f"share/{PACKAGE}/demo", ["demo/ATTRIBUTION.md"]),
     ],
     python_requires=">=3.10",
     # ROS packages (rclpy, msgs) come from the distro (apt) or the ros-kilted-* wheels (Makefile):

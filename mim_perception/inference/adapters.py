@@ -55,12 +55,13 @@ def prepare(image: np.ndarray, c: InputContract) -> tuple[np.ndarray, Geometry]:
         canvas = cv2.resize(image, (c.width, c.height), interpolation=cv2.INTER_LINEAR)
         px = py = 0
     else:
+        # YOLOX / NanoDet reference preprocessing: size truncated, boxes mapped back by the scale itself
         s = min(c.height / h, c.width / w)
-        nw, nh = max(1, round(w * s)), max(1, round(h * s))
+        nw, nh = max(1, int(w * s)), max(1, int(h * s))
         px, py = ((c.width - nw) // 2, (c.height - nh) // 2) if c.placement == "centre" else (0, 0)
         canvas = np.full((c.height, c.width, 3), c.pad_value, np.float32)
         canvas[py:py + nh, px:px + nw] = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR)
-        sx, sy = nw / w, nh / h
+        sx = sy = s
     x = canvas.astype(np.float32)
     if c.color == "rgb":
         x = x[..., ::-1]

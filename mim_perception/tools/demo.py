@@ -1,7 +1,9 @@
-"""`mim-perception demo` (what `make demo` runs): replay the bundled drive through the node graph.
+"""`mim-perception demo` (what `make demo` runs): replay the bundled real drive through the node graph.
 
 Starts the graph in-process exactly as `mim-perception run` does, replays the bag with its original
-timing, prints a live one-line status and, at the end, per-topic rates and latency.
+timing, prints a live one-line status and, at the end, per-topic rates and latency. The bundled drive is 8.8 s of
+a real highway camera (demo/ATTRIBUTION.md); `--bag demo/drive_front` replays the procedural drive with exact
+ground truth instead.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import numpy as np
 
 from mim_perception.core.errors import BagError
 
-DEMO_BAG_NAME = "drive_front"
+DEMO_BAG_NAME = "highway_front"
 
 
 def default_demo_bag() -> Path:
