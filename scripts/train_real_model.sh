@@ -5,7 +5,9 @@
 #   WORK: where everything generated goes (default ~/.cache/mim_real)
 # Stages: import the two COCO teachers -> pseudo-label CamVid train/val and the videos -> MIM adaptation of the
 # YOLOX-nano backbone on every real frame except the held-back ones -> fine-tune (CamVid masks, KITTI 0-59 boxes,
-# pseudo-boxes). KITTI 60-74 and CamVid test are never used before evaluation.
+# pseudo-boxes) -> export the bundle (BUNDLE, default models/yolox_nano_real; drift, image and OOD references from
+# the same real frames) -> evaluate-real beside both teachers. KITTI 60-74 and CamVid test are never used before the
+# evaluation.
 set -euo pipefail
 DATA=$(cd "${1:-../shared/realdata}" && pwd)
 WORK=${2:-$HOME/.cache/mim_real}
@@ -42,4 +44,13 @@ if [ ! -f "$WORK/ft_mim/summary.json" ]; then
   log "fine-tune (COCO init + MIM adaptation)"
   $M finetune $P "${LABELLED[@]}" "${VAL[@]}" --init "$TEACHER_ONNX" --init "$WORK/mim/mim.pt" --out "$WORK/ft_mim"
 fi
-log "done: $WORK/ft_mim/best.pt"
+BUNDLE=${BUNDLE:-models/yolox_nano_real}
+if [ ! -f "$BUNDLE/manifest.json" ]; then
+  log "export $BUNDLE"
+  $M export --checkpoint "$WORK/ft_mim/best.pt" --mim "$WORK/mim/mim.pt" --out "$BUNDLE" --height 288 --width 512 \
+    --frames 640 "${UNLABELLED[@]}"
+fi
+log "evaluate-real"
+$M evaluate-real --model "$BUNDLE" --model "$WORK/teachers/yolox_nano" --model "$WORK/teachers/nanodet_m" \
+  --kitti "$DATA/kitti:60-74" --camvid "$DATA/camvid:test" --json docs/results/real_frames.json
+log "done: $BUNDLE"

@@ -13,10 +13,12 @@ from collections.abc import Callable
 from typing import Any
 
 import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 
 from mim_perception.core.errors import MimPerceptionError
+from mim_perception.ros import qos
 
 
 class MimLifecycleNode(LifecycleNode):
@@ -33,6 +35,15 @@ class MimLifecycleNode(LifecycleNode):
         """Log an error and keep it for diagnostics (QoS incompatibility, failed inputs)."""
         self.get_logger().error(message)
         self.errors.append(message)
+
+    def lifecycle_publisher(self, msg_type: Any, topic: str, profile: Any) -> Any:
+        """A lifecycle publisher whose incompatible-QoS events are reported (logged, ERROR on /diagnostics)."""
+        return self.create_lifecycle_publisher(msg_type, topic, profile,
+                                               event_callbacks=qos.publisher_events(topic, self._report))
+
+    def plain_publisher(self, msg_type: Any, topic: str, profile: Any) -> Any:
+        """An always-on publisher (diagnostics, /clock) with the same QoS-event reporting."""
+        return self.create_publisher(msg_type, topic, profile, event_callbacks=qos.publisher_events(topic, self._report))
 
     def _now(self) -> float:
         """Node clock in seconds (sim time when use_sim_time)."""
@@ -71,13 +82,9 @@ class MimLifecycleNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def _start_fault_beacon(self, period: float = 1.0) -> None:
-        from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
-
-        from mim_perception.ros import qos
-
         if getattr(self, "_beacon", None) is not None:
             return
-        pub = self.create_publisher(DiagnosticArray, "/diagnostics", qos.RELIABLE)
+        pub = self.plain_publisher(DiagnosticArray, "/diagnostics", qos.RELIABLE)
 
         def beat() -> None:
             status = DiagnosticStatus(level=DiagnosticStatus.ERROR, name=f"{self.get_fully_qualified_name()}: configure",

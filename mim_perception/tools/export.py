@@ -32,11 +32,20 @@ from mim_perception.inference.ort_backend import cpu_session
 
 def _frames(specs: list[str], n: int, size: tuple[int, int], cache_dir: Path) -> np.ndarray:
     """n letterboxed uint8 1×3×H×W frames (spread over the data) for parity, calibration and references."""
+    return _frames_and_stats(specs, n, size, cache_dir)[0]
+
+
+def _frames_and_stats(specs: list[str], n: int, size: tuple[int, int], cache_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The frames of :func:`_frames` and the image statistics of the camera frames they came from (what the node
+    computes for its image-statistics drift channel)."""
+    from mim_perception.core.monitoring.image_stats import image_statistics
     from mim_perception.training.common import open_sources
 
     src = open_sources(specs, cache_dir=cache_dir, labelled=False)
     idx = np.linspace(0, len(src) - 1, min(n, len(src))).round().astype(int)
-    return np.stack([letterbox(src[int(i)].image, size)[0].transpose(2, 0, 1) for i in idx])
+    images = [src[int(i)].image for i in idx]
+    return (np.stack([letterbox(im, size)[0].transpose(2, 0, 1) for im in images]),
+            np.stack([image_statistics(im) for im in images]))
 
 
 DRIFT_WINDOW = 32             # embeddings in the runtime drift window (stored in the reference, read by the node)
@@ -201,7 +210,7 @@ def export_bundle(checkpoint: Path, out: Path, specs: list[str], *, mim: Path | 
     load_into(model, load_state(checkpoint), source=str(checkpoint))
     module = ExportModule(model.eval()).eval()
     out.mkdir(parents=True, exist_ok=True)
-    data = _frames(specs, frames, hw, cache_dir)
+    data, stats = _frames_and_stats(specs, frames, hw, cache_dir)
     files = {"onnx": "model.onnx", "torch": "model.pt"}
     torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, out / "model.pt")
     export_onnx(module, torch.from_numpy(data[0][None]), out / "model.onnx", OUTPUT_NAMES)
@@ -215,6 +224,10 @@ def export_bundle(checkpoint: Path, out: Path, specs: list[str], *, mim: Path | 
     ref = DriftReference.build(embeds, window=window, sample=min(256, len(embeds) - window - 1), sequential=True)
     ref.save(out / "drift_reference.npz")
     files["drift_reference"] = "drift_reference.npz"
+    if len(stats) >= 256 + 2 * window:   # the image-statistics channel, from the same clean frames in the same order
+        DriftReference.build(stats, window=window, sample=256, sequential=True,
+                             scales=IMAGE_KERNEL_SCALES).save(out / "image_reference.npz")
+        files["image_reference"] = "image_reference.npz"
     if int8:
         quantize_int8(out / "model.onnx", out / "model_int8.onnx", data[: min(64, len(data))])
         files["onnx_int8"] = "model_int8.onnx"

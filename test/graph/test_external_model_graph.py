@@ -105,3 +105,19 @@ def test_bad_external_bundle_reports_error_and_the_node_stays_up(ros_context, pr
         wait_for(lambda: len(diags) > n, 5, spin, "the beacon to keep reporting")
     finally:
         runner.stop()
+
+
+def test_publisher_qos_mismatch_is_reported(ros_context, probe, tmp_path):
+    """A subscriber asking reliable delivery of the best-effort overlay gets nothing; the node says so on /diagnostics."""
+    node, spin = probe
+    bundle = _yolox_bundle(tmp_path, None)
+    runner = GraphRunner(graph_from_args(_params(tmp_path, bundle), [f"ext={TOPIC}"], None)[1], context=ros_context,
+                         threads=2).start()
+    try:
+        diags: list[DiagnosticStatus] = []
+        node.create_subscription(DiagnosticArray, "/diagnostics", lambda m: diags.extend(m.status), qos.RELIABLE)
+        node.create_subscription(Image, "/ext/perception/out/overlay", lambda m: None, qos.RELIABLE)
+        wait_for(lambda: any("QoS mismatch on ~/out/overlay" in s.message for s in diags), 15, spin,
+                 "the publisher's QoS event on /diagnostics")
+    finally:
+        runner.stop()

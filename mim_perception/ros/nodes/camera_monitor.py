@@ -38,8 +38,8 @@ class CameraMonitor(MimLifecycleNode):
         self.monitor = declare_and_load(self, MonitorConfig, prefix="monitor.")
         self.stats = self.monitor.new_stats()
         self.hardware_id = self.input.hardware_id or self.get_namespace().strip("/") or "camera"
-        self.latency_pub = self.create_lifecycle_publisher(FrameLatency, "~/out/latency", qos.RELIABLE)
-        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", qos.RELIABLE)
+        self.latency_pub = self.lifecycle_publisher(FrameLatency, "~/out/latency", qos.RELIABLE)
+        self.diag_pub = self.plain_publisher(DiagnosticArray, "/diagnostics", qos.RELIABLE)
 
     def activate(self) -> None:
         if self.input.transport == "compressed":

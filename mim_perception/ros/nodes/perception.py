@@ -82,15 +82,15 @@ class PerceptionNode(MimLifecycleNode):
         self.vocab = ClassVocabulary()
         self.vocab.labels(list(self.manifest.detection_classes))   # label i <-> the model's class i
         self.perceiver = Perceiver(backend, self.pcfg, Tracker(tcfg), self.drift, self.ood)
-        self.det_pub = self.create_lifecycle_publisher(Detection2DArray, "~/out/detections", qos.RELIABLE)
+        self.det_pub = self.lifecycle_publisher(Detection2DArray, "~/out/detections", qos.RELIABLE)
         # a detector without a segmentation output (external model) publishes no segmentation topic at all
-        self.seg_pub = self.create_lifecycle_publisher(Image, "~/out/segmentation", qos.RELIABLE) \
+        self.seg_pub = self.lifecycle_publisher(Image, "~/out/segmentation", qos.RELIABLE) \
             if self.manifest.segmentation_classes else None
-        self.overlay_pub = self.create_lifecycle_publisher(Image, "~/out/overlay", qos.SENSOR)
-        self.track_pub = self.create_lifecycle_publisher(TrackArray, "~/out/tracks", qos.RELIABLE)
-        self.latency_pub = self.create_lifecycle_publisher(FrameLatency, "~/out/latency", qos.RELIABLE)
-        self.drift_pub = self.create_lifecycle_publisher(DriftStatus, "~/out/drift", qos.RELIABLE)
-        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", qos.RELIABLE)
+        self.overlay_pub = self.lifecycle_publisher(Image, "~/out/overlay", qos.SENSOR)
+        self.track_pub = self.lifecycle_publisher(TrackArray, "~/out/tracks", qos.RELIABLE)
+        self.latency_pub = self.lifecycle_publisher(FrameLatency, "~/out/latency", qos.RELIABLE)
+        self.drift_pub = self.lifecycle_publisher(DriftStatus, "~/out/drift", qos.RELIABLE)
+        self.diag_pub = self.plain_publisher(DiagnosticArray, "/diagnostics", qos.RELIABLE)
 
     def _load_reference(self, bundle: Path, role: str, disabled: str) -> DriftReference | None:
         """The bundle's ``role`` reference, or None with the reason on the warnings (``disabled`` names what stops)."""

@@ -108,18 +108,18 @@ class SimBridge(MimLifecycleNode):
         c = self.cfg
         for name in c.sim.cameras:
             t = CameraTopics(name)
-            p: dict[str, Any] = {"info": self.create_lifecycle_publisher(CameraInfo, t.info, qos.SENSOR)}
+            p: dict[str, Any] = {"info": self.lifecycle_publisher(CameraInfo, t.info, qos.SENSOR)}
             if c.publish_raw:
-                p["raw"] = self.create_lifecycle_publisher(Image, t.image, qos.SENSOR)
+                p["raw"] = self.lifecycle_publisher(Image, t.image, qos.SENSOR)
             if c.publish_compressed:
-                p["compressed"] = self.create_lifecycle_publisher(CompressedImage, t.compressed, qos.SENSOR)
+                p["compressed"] = self.lifecycle_publisher(CompressedImage, t.compressed, qos.SENSOR)
             if c.publish_detections:
-                p["det"] = self.create_lifecycle_publisher(Detection2DArray, t.gt_detections, qos.RELIABLE)
+                p["det"] = self.lifecycle_publisher(Detection2DArray, t.gt_detections, qos.RELIABLE)
             if c.publish_segmentation:
-                p["seg"] = self.create_lifecycle_publisher(Image, t.gt_segmentation, qos.RELIABLE)
+                p["seg"] = self.lifecycle_publisher(Image, t.gt_segmentation, qos.RELIABLE)
             self.pubs[name] = p
-        self.clock_pub = self.create_publisher(Clock, "/clock", qos.RELIABLE) if c.publish_clock else None
-        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", qos.RELIABLE)
+        self.clock_pub = self.plain_publisher(Clock, "/clock", qos.RELIABLE) if c.publish_clock else None
+        self.diag_pub = self.plain_publisher(DiagnosticArray, "/diagnostics", qos.RELIABLE)
 
     def activate(self) -> None:
         self._stop.clear()

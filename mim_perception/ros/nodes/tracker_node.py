@@ -60,9 +60,9 @@ class TrackerNode(MimLifecycleNode):
         self.tracker = Tracker(self.cfg)
         self.vocab = ClassVocabulary()
         self.hardware_id = self.get_namespace().strip("/") or "camera"
-        self.tracks_pub = self.create_lifecycle_publisher(TrackArray, "~/out/tracks", qos.RELIABLE)
-        self.det_pub = self.create_lifecycle_publisher(Detection2DArray, "~/out/detections", qos.RELIABLE)
-        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", qos.RELIABLE)
+        self.tracks_pub = self.lifecycle_publisher(TrackArray, "~/out/tracks", qos.RELIABLE)
+        self.det_pub = self.lifecycle_publisher(Detection2DArray, "~/out/detections", qos.RELIABLE)
+        self.diag_pub = self.plain_publisher(DiagnosticArray, "/diagnostics", qos.RELIABLE)
         publish = [TrackState.CONFIRMED]
         if self.node_cfg.publish_lost:
             publish.append(TrackState.LOST)
