@@ -22,6 +22,7 @@ setup(
         share("config", "*.yaml"),
         share("config", "*.xml"),
         share("config/sim_presets", "*.yaml"),
+        share("config/class_maps", "*.yaml"),
         share("models", "*"),
         # each model bundle is a folder (manifest.json + files it lists)
         *[(f"share/{PACKAGE}/{d.rstrip('/')}", glob(f"{d}*")) for d in glob("models/*/")],

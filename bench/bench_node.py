@@ -224,8 +224,12 @@ def main() -> int:
               f"{r['answered_fps']:6.1f} {r['p50_ms']:7.1f} {r['p99_ms']:7.1f} {r['max_ms']:7.1f} "
               f"{r['stages_p50_ms']['inference']:6.1f} {r['non_inference_share']:9.0%} {r['p50_ms'] / base:11.2f}x")
     if args.json:
+        from mim_perception.inference.backends import default_model_dir
+        from mim_perception.inference.manifest import load_manifest
+
+        name = load_manifest(Path(args.model) if args.model else default_model_dir()).name
         Path(args.json).write_text(json.dumps({"command": " ".join([".venv/bin/python", "bench/bench_node.py",
-                                                                     *sys.argv[1:]]),
+                                                                     *sys.argv[1:]]), "model": name,
                                                "keep_awake": args.keep_awake, "seconds": args.seconds,
                                                "model_only_ms": peers, "rows": rows},
                                               indent=1))

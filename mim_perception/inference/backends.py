@@ -38,14 +38,22 @@ class BackendConfig:
 
 
 def default_model_dir() -> Path:
-    """The shipped default bundle: models/<name> in the source tree or the install share directory."""
+    """The shipped default bundle: the one ``models/default.txt`` names (else the first bundle) in the source tree or
+    the install share directory."""
     import sys
 
     for root in (Path(__file__).resolve().parents[2] / "models", Path(sys.prefix) / "share" / "mim_perception" / "models"):
-        if root.is_dir():
-            bundles = sorted(p.parent for p in root.glob("*/manifest.json"))
-            if bundles:
-                return bundles[0]
+        if not root.is_dir():
+            continue
+        pointer = root / "default.txt"
+        if pointer.is_file():
+            name = pointer.read_text().strip()
+            if not (root / name / "manifest.json").is_file():
+                raise ModelLoadError(f"{pointer} names {name!r}, which is not a bundle in {root}")
+            return root / name
+        bundles = sorted(p.parent for p in root.glob("*/manifest.json"))
+        if bundles:
+            return bundles[0]
     raise ModelLoadError("no model bundle found under models/ (set backend.model to a bundle directory)")
 
 

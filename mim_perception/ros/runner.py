@@ -24,8 +24,10 @@ from mim_perception.ros.graph import Camera, GraphConfig, NodeSpec, describe, fa
 class GraphRunner:
     """Build the nodes of ``specs`` in ``context`` and spin them on a background thread."""
 
-    def __init__(self, specs: list[NodeSpec], context: Any = None, threads: int = 4, keep_failed: bool = False) -> None:
+    def __init__(self, specs: list[NodeSpec], context: Any = None, threads: int = 4, keep_failed: bool = False,
+                 single_threaded: bool = False) -> None:
         self.specs = specs
+        self.single_threaded = single_threaded   # the executor `ros2 launch` gives each node (console scripts)
         self.keep_failed = keep_failed   # True: a node whose configure failed stays up, reporting ERROR (vehicles)
         self.failed: list[str] = []
         self.context = context
@@ -38,7 +40,7 @@ class GraphRunner:
         self.shared_backends = SharedBackends()   # cameras with the same model settings load it once
 
     def start(self) -> GraphRunner:
-        from rclpy.executors import MultiThreadedExecutor
+        from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
 
         for spec in self.specs:
             module, _, cls_name = spec.factory.partition(":")
@@ -47,7 +49,8 @@ class GraphRunner:
             node = cls(spec.name, namespace=spec.namespace, cli_args=ros_args(spec), context=self.context,
                        use_global_arguments=False, **extra)
             self.nodes.append(node)
-        self._executor = MultiThreadedExecutor(num_threads=self.threads, context=self.context)
+        self._executor = SingleThreadedExecutor(context=self.context) if self.single_threaded else \
+            MultiThreadedExecutor(num_threads=self.threads, context=self.context)
         for node in self.nodes:
             self._executor.add_node(node)
         for node in self.nodes:

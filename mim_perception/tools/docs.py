@@ -113,7 +113,7 @@ def _num(v: Any, fmt: str = "{:.3f}") -> str:
 
 def results_markdown(rdir: Path) -> str:
     """One table row per results file; files are written by the tools, never by hand."""
-    rows = ["| what | result | command |", "|---|---|---|"]
+    rows = ["| what | model | result | command |", "|---|---|---|---|"]
     for path in sorted(rdir.glob("*.json")):
         doc = json.loads(path.read_text())
         kind = doc.get("kind") if isinstance(doc, dict) else None   # other result files (e.g. raw rows) are skipped
@@ -137,15 +137,40 @@ def results_markdown(rdir: Path) -> str:
                         f"{doc['dropped']} dropped (counted)")
         else:
             continue
-        rows.append(f"| {_cell(doc.get('title', path.stem))} | {_cell(res)} | `{_cell(doc.get('command', '?'))}` |")
+        model = str(doc.get("model", "–")).split("@")[0]
+        rows.append(f"| {_cell(doc.get('title', path.stem))} | {model} | {_cell(res)} | `{_cell(doc.get('command', '?'))}` |")
     return "\n".join(rows) + "\n"
+
+
+def real_frames_markdown(doc: dict[str, Any]) -> str:
+    """Our bundle and the teachers on held-back real frames (``evaluate-real --json``), forward cost vs YOLOX-nano."""
+    models = doc["models"]
+    ref = next((r.get("forward_ms") for n, r in models.items() if n.startswith("yolox_nano") and r["kind"] == "external"),
+               None)
+    rows = ["| model | kind | input | KITTI car AP50 | pedestrian AP50 | cyclist AP50 | CamVid mIoU (7 classes) | "
+            "forward ms | × YOLOX-nano |", "|---|---|---|---|---|---|---|---|---|"]
+    for name, r in models.items():
+        k = r.get("kitti", {}).get("AP50", {})
+        fwd = r.get("forward_ms")
+        rows.append(f"| {name} | {r['kind']} | {r['input_hw'][0]}×{r['input_hw'][1]} | {_num(k.get('car'))} | "
+                    f"{_num(k.get('pedestrian'))} | {_num(k.get('cyclist'))} | {_num(r.get('camvid', {}).get('mIoU'))} | "
+                    f"{_num(fwd, '{:.1f}')} | {_num(fwd / ref if fwd and ref else None, '{:.2f}')} |")
+    any_k = next((r["kitti"] for r in models.values() if "kitti" in r), None)
+    if any_k is not None:
+        rows.append("")
+        rows.append(f"KITTI {any_k['split']} ({any_k['frames']} frames; moderate-like filter: box ≥ "
+                    f"{any_k['filter']['min_height']:g} px tall, truncation ≤ {any_k['filter']['max_truncation']:g}, "
+                    f"occlusion ≤ {any_k['filter']['max_occlusion']}; ground truth car {any_k['num_gt']['car']}, "
+                    f"pedestrian {any_k['num_gt']['pedestrian']}, cyclist {any_k['num_gt']['cyclist']}); forward: model "
+                    f"only, ONNX Runtime {doc['threads']} threads, interleaved in one process.")
+    return "\n".join(rows) + f"\n\n`{doc.get('command', '?')}`\n"
 
 
 def bench_node_markdown(doc: dict[str, Any]) -> str:
     """The in-node latency table of ``bench/bench_node.py --json`` (docs/results/bench_node_cpu.json)."""
     m = doc["model_only_ms"]
-    rows = [f"Model only, same input (median): eager PyTorch fp32 {m['torch_eager_fp32']:.1f} ms, ONNX Runtime fp32 "
-            f"{m['ort_fp32']:.1f} ms ({m['torch_eager_fp32'] / m['ort_fp32']:.2f}× eager), int8 {m['ort_int8']:.1f} ms.",
+    peers = ", ".join(f"{k.replace('_', ' ')} {v:.1f} ms" for k, v in m.items())
+    rows = [f"Model {doc.get('model', '?')}; model only, same input (median): {peers}.",
             "", "| backend | cameras | offered Hz (each) | answered | answered fps (all) | p50 ms | p99 ms | max ms | "
             "inference p50 ms | not inference |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in doc["rows"]:
@@ -173,6 +198,12 @@ def generate(root: Path) -> dict[Path, str]:
     bench = root / "docs" / "results" / "bench_node_cpu.json"
     if bench.is_file():
         text = splice(text, "bench_node", bench_node_markdown(json.loads(bench.read_text())))
+    ext = root / "docs" / "results" / "bench_node_external.json"
+    if ext.is_file() and "<!-- generated: bench_external -->" in text:
+        text = splice(text, "bench_external", bench_node_markdown(json.loads(ext.read_text())))
+    real = root / "docs" / "results" / "real_frames.json"
+    if real.is_file() and "<!-- generated: real_frames -->" in text:
+        text = splice(text, "real_frames", real_frames_markdown(json.loads(real.read_text())))
     params = root / "docs" / "parameters.md"
     ptext = params.read_text() if params.exists() else \
         "# Parameters\n\n<!-- generated: parameters -->\n<!-- end generated: parameters -->\n"

@@ -1,8 +1,10 @@
 """perception: camera in -> detections, segmentation, tracks, latency, drift out. A thin shell around Perceiver.
 
 configure loads and verifies the model bundle (sha256) and warms the backend up (a failure fails configure
-with the reason, and diagnostics say ERROR); activate subscribes. A frame that arrives while the previous
-one is still being processed is dropped and counted (never queued: a late frame is worthless).
+with the reason, and diagnostics say ERROR); activate subscribes and starts the node's worker thread. The
+subscription callback only registers a frame and puts it in a depth-1 slot (core/frame_slot.py); the worker takes
+the newest frame as soon as the model is free. A frame replaced in the slot before the model could take it is
+counted as dropped (busy); nothing is queued (a late frame is worthless). The same under any executor.
 """
 
 from __future__ import annotations
@@ -17,12 +19,13 @@ from typing import Any
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
 from mim_perception_msgs.msg import DriftStatus, FrameLatency, TrackArray
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.time import Time
 from sensor_msgs.msg import CompressedImage, Image
 from vision_msgs.msg import Detection2DArray
 
 from mim_perception.core.errors import BadImageError, MimPerceptionError, ModelLoadError
+from mim_perception.core.frame_slot import SlotWorker
 from mim_perception.core.inputs import InputConfig
 from mim_perception.core.monitoring.drift import DriftDetector, DriftReference
 from mim_perception.core.monitoring.health import Level, MonitorConfig, drift_alarm, judge, ood_alarm
@@ -50,8 +53,8 @@ class PerceptionNode(MimLifecycleNode):
                  **kwargs: object) -> None:
         super().__init__(node_name, **kwargs)
         self.shared_backends = shared_backends
-        self._busy = threading.Lock()
         self._arrival = threading.Lock()
+        self.worker: SlotWorker | None = None
         self.warnings: deque[str] = deque(maxlen=3)
         self.invalid_outputs = 0
         self._invalid_reported = 0   # invalid_outputs at the last diagnostics message
@@ -164,12 +167,23 @@ class PerceptionNode(MimLifecycleNode):
             topic, typ, cb = "~/in/image/compressed", CompressedImage, self._on_compressed
         else:
             topic, typ, cb = "~/in/image", Image, self._on_raw
-        # Reentrant: a frame arriving during processing runs its callback at once, finds the lock taken and is
-        # counted as dropped (busy), instead of waiting in a queue.
-        self._sub = self.create_subscription(typ, topic, cb, qos.SENSOR, callback_group=ReentrantCallbackGroup(),
+        # The callback only registers the frame and hands it to the worker thread (never blocks on the model).
+        self.worker = SlotWorker(self._process, f"perception-{self.hardware_id}", self._worker_error).start()
+        self._sub = self.create_subscription(typ, topic, cb, qos.SENSOR, callback_group=MutuallyExclusiveCallbackGroup(),
                                              event_callbacks=qos.subscription_events(topic, self._report))
         self._timer = self.create_timer(self.monitor.diagnostics_period, self._publish_diagnostics,
                                         callback_group=MutuallyExclusiveCallbackGroup())
+
+    def deactivate(self) -> None:
+        super().deactivate()
+        if self.worker is not None:
+            if self.worker.stop() is not None:   # a frame still waiting will never run: counted
+                self.stats.drops.busy += 1
+            self.worker = None
+
+    def _worker_error(self, e: BaseException) -> None:
+        self.stats.on_failed()
+        self._report(f"frame processing failed: {type(e).__name__}: {e}")
 
     def _on_raw(self, msg: Image) -> None:
         self._frame(msg, image_to_bgr8)
@@ -180,34 +194,34 @@ class PerceptionNode(MimLifecycleNode):
     def _frame(self, msg: Any, decode: Any) -> None:
         receive = self._now()
         stamp = stamp_seconds(msg.header)
-        # Register every frame in arrival order, whether it is processed or skipped as busy (stamp-gap drop
-        # counting relies on that order; the two callbacks run on different executor threads).
+        # Register every frame in arrival order (stamp-gap drop counting relies on that order), then offer it to the
+        # worker; the frame it replaces never ran and is counted as dropped (busy).
         with self._arrival:
-            if not self._busy.acquire(blocking=False):
-                self.stats.on_busy(stamp, receive)
-                return
             self.stats.on_frame(stamp, receive)
             if self.stats.resets != self._resets:   # clock jumped back (bag loop, sim reset): windows restart
                 self._resets = self.stats.resets
                 self._restart_monitors()
+            if self.worker is None or self.worker.slot.put((msg, decode, stamp)) is not None:
+                self.stats.drops.busy += 1
+
+    def _process(self, item: tuple[Any, Any, float]) -> None:
+        """Worker thread: decode, run the pipeline, publish."""
+        msg, decode, stamp = item
+        t0 = time.perf_counter()
         try:
-            t0 = time.perf_counter()
-            try:
-                image = decode(msg)
-            except BadImageError as e:
-                self.stats.on_failed()
-                self.get_logger().warning(f"malformed frame dropped: {e}", throttle_duration_sec=2.0)
-                return
-            decode_ms = (time.perf_counter() - t0) * 1e3
-            try:
-                result = self.perceiver.process(image, stamp)
-            except (BadImageError, ValueError) as e:
-                self.stats.on_failed()
-                self.get_logger().warning(f"frame skipped: {e}", throttle_duration_sec=2.0)
-                return
-            self._publish(msg.header, image, result, decode_ms, stamp)
-        finally:
-            self._busy.release()
+            image = decode(msg)
+        except BadImageError as e:
+            self.stats.on_failed()
+            self.get_logger().warning(f"malformed frame dropped: {e}", throttle_duration_sec=2.0)
+            return
+        decode_ms = (time.perf_counter() - t0) * 1e3
+        try:
+            result = self.perceiver.process(image, stamp)
+        except (BadImageError, ValueError) as e:
+            self.stats.on_failed()
+            self.get_logger().warning(f"frame skipped: {e}", throttle_duration_sec=2.0)
+            return
+        self._publish(msg.header, image, result, decode_ms, stamp)
 
     def _publish(self, header: Any, image: np.ndarray, r: PerceptionResult, decode_ms: float, stamp: float) -> None:
         t0 = time.perf_counter()
