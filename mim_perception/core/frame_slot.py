@@ -68,7 +68,7 @@ class SlotWorker:
                 continue
             try:
                 self._process(item)
-            except Exception as e:   # the worker must outlive any one frame; the node reports the error
+            except Exception as e:   # noqa: BLE001 - the worker must outlive any one frame; the node reports it
                 self._on_error(e)
             self.processed += 1
 
