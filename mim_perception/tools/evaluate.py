@@ -80,8 +80,9 @@ def drive_graph(frames: list[tuple[int, bytes, str]], camera: str, image_topic: 
     from mim_perception.ros.graph import Camera, GraphConfig, describe, fastdds_env
     from mim_perception.ros.runner import GraphRunner, spin_in_thread
 
-    cfg = load_config(GraphConfig, None, {"graph.use_sim_time": False, "graph.perception": perception},
-                      prefix="graph.")
+    # with a model, the perception node alone (it measures input too); without one, the input pipeline
+    cfg = load_config(GraphConfig, None, {"graph.use_sim_time": False, "graph.perception": perception,
+                                          "graph.camera_monitor": not perception}, prefix="graph.")
     os.environ.update(fastdds_env(cfg))
     specs = describe(cfg, [Camera.parse(f"{camera}={image_topic}")], str(user_params) if user_params else None)
     ctx = Context()

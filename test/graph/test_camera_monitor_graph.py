@@ -28,7 +28,8 @@ def _image(stamp_s: float, h: int = 48, w: int = 64) -> Image:
 @pytest.fixture
 def graph(ros_context, probe, tmp_path):
     params = tmp_path / "p.yaml"
-    params.write_text("/**:\n  ros__parameters:\n    monitor:\n      diagnostics_period: 0.1\n"
+    params.write_text("/**:\n  ros__parameters:\n    graph:\n      camera_monitor: true\n      perception: false\n"
+                      "    monitor:\n      diagnostics_period: 0.1\n"
                       "      silence_warn: 0.3\n      silence_error: 0.6\n      min_frames_for_rates: 1000\n")
     _, specs = graph_from_args(str(params), [f"test={TOPIC}"], None)
     runner = GraphRunner(specs, context=ros_context, threads=2).start()

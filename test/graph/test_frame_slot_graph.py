@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import time
 
-import pytest
 from conftest import wait_for
 from diagnostic_msgs.msg import DiagnosticArray
 from mim_perception_msgs.msg import FrameLatency
@@ -58,7 +57,6 @@ def _burst(ros_context, probe, tiny_bundle, tmp_path, monkeypatch, single: bool)
         runner.stop()
 
 
-@pytest.mark.timeout(120)
 def test_runner_and_launch_executors_count_alike(ros_context, probe, tiny_bundle, tmp_path, monkeypatch):
     multi = _burst(ros_context, probe, tiny_bundle, tmp_path, monkeypatch, single=False)
     (tmp_path / "launch").mkdir()
