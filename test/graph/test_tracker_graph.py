@@ -22,7 +22,8 @@ DETECTIONS = f"/{CAMERA}/perception/out/detections"  # what the graph descriptio
 TRACKS = f"/{CAMERA}/tracker/out/tracks"
 TRACK_DETS = f"/{CAMERA}/tracker/out/detections"
 
-PARAMS = ("/**:\n  ros__parameters:\n    graph:\n      camera_monitor: false\n      perception: false\n      standalone_tracker: true\n"
+PARAMS = ("/**:\n  ros__parameters:\n    graph:\n      camera_monitor: false\n      perception: false\n"
+          "      standalone_tracker: true\n"
           "    tracker_node:\n      diagnostics_period: 0.2\n")
 
 
