@@ -14,3 +14,4 @@ class InputConfig:
     transport: str = field(metadata=rng(choices=("raw", "compressed")))
     decode: bool
     hardware_id: str
+    min_side: int = field(metadata=rng(1, 100000, unit="px"))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +55,8 @@ class PerceptionNode(MimLifecycleNode):
         self.shared_backends = shared_backends
         self._arrival = threading.Lock()
         self.worker: SlotWorker | None = None
+        self._faults: Counter[str] = Counter()   # malformed-input reasons since the last diagnostics message
+        self._fault_totals: Counter[str] = Counter()
         self.warnings: deque[str] = deque(maxlen=3)
         self.invalid_outputs = 0
         self._invalid_reported = 0   # invalid_outputs at the last diagnostics message
@@ -181,6 +183,12 @@ class PerceptionNode(MimLifecycleNode):
                 self.stats.drops.busy += 1
             self.worker = None
 
+    def destroy_node(self) -> None:
+        if self.worker is not None:   # the worker must not publish on destroyed publishers
+            self.worker.stop()
+            self.worker = None
+        super().destroy_node()
+
     def _worker_error(self, e: BaseException) -> None:
         self.stats.on_failed()
         self._report(f"frame processing failed: {type(e).__name__}: {e}")
@@ -191,9 +199,21 @@ class PerceptionNode(MimLifecycleNode):
     def _on_compressed(self, msg: CompressedImage) -> None:
         self._frame(msg, compressed_to_bgr8)
 
+    def _input_fault(self, reason: str) -> None:
+        """A dropped malformed frame: counted by reason, WARN with the reason on the next /diagnostics."""
+        with self._arrival:
+            self._faults[reason] += 1
+            self._fault_totals[reason] += 1
+        self.get_logger().warning(f"malformed frame dropped: {reason}", throttle_duration_sec=2.0)
+
     def _frame(self, msg: Any, decode: Any) -> None:
         receive = self._now()
         stamp = stamp_seconds(msg.header)
+        if stamp <= 0.0:   # an unset stamp: no latency, no tracker dt, no drop accounting can use it
+            with self._arrival:
+                self.stats.on_malformed(receive)
+            self._input_fault("header.stamp is zero (not set by the camera driver)")
+            return
         # Register every frame in arrival order (stamp-gap drop counting relies on that order), then offer it to the
         # worker; the frame it replaces never ran and is counted as dropped (busy).
         with self._arrival:
@@ -212,9 +232,13 @@ class PerceptionNode(MimLifecycleNode):
             image = decode(msg)
         except BadImageError as e:
             self.stats.on_failed()
-            self.get_logger().warning(f"malformed frame dropped: {e}", throttle_duration_sec=2.0)
+            self._input_fault(f"undecodable image: {e}")
             return
         decode_ms = (time.perf_counter() - t0) * 1e3
+        if min(image.shape[:2]) < self.input.min_side:
+            self.stats.on_failed()
+            self._input_fault(f"image {image.shape[1]}×{image.shape[0]} is below input.min_side {self.input.min_side} px")
+            return
         try:
             result = self.perceiver.process(image, stamp)
         except (BadImageError, ValueError) as e:
@@ -261,6 +285,11 @@ class PerceptionNode(MimLifecycleNode):
 
     def _publish_diagnostics(self) -> None:
         findings = [(Level.WARN, w) for w in self.warnings]
+        with self._arrival:
+            faults, self._faults = self._faults, Counter()
+        if faults:
+            findings.append((Level.WARN, f"{sum(faults.values())} malformed frame(s) dropped since the last report: "
+                             + "; ".join(f"{r} (×{n})" for r, n in faults.most_common(3))))
         ood = self.ood.latest() if self.ood is not None else NAN
         findings += [self.drift_alarm.finding(), self.ood_alarm.finding()]
         if self.ood is not None and self.ood.last_error:
@@ -276,6 +305,8 @@ class PerceptionNode(MimLifecycleNode):
                            "drift_p_value": f"{self.drift_alarm.p_value:.3g}",
                            "drift_p_embedding": f"{self._last_drift[0]:.3g}", "drift_p_image": f"{self._last_drift[1]:.3g}",
                            "drift_low_p_run": str(self.drift_alarm.run), "invalid_outputs": str(self.invalid_outputs),
+                           "malformed_by_reason": "; ".join(f"{r}: {n}" for r, n in self._fault_totals.most_common(5))
+                           or "none",
                            "drift_rejected_embeddings": str(self.drift.rejected if self.drift is not None else 0),
                            "ood_score": f"{ood:.5f}" if self.ood is not None else
                            "off (perception.ood_every 0)" if self.pcfg.ood_every == 0 else "off (no OOD model in bundle)"}
