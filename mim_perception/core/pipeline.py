@@ -87,59 +87,51 @@ class Perceiver:
         self.backend, self.cfg, self.tracker, self.drift, self.ood = backend, cfg, tracker, drift, ood
 
     def process(self, image: np.ndarray, stamp: float) -> PerceptionResult:
-        return self.process_batch([image], [stamp])[0]
-
-    def process_batch(self, images: list[np.ndarray], stamps: list[float]) -> list[PerceptionResult]:
-        """Frames of several cameras in one backend call (GPU backends batch; results per camera)."""
+        """One camera frame through the model and this camera's tracker, drift window and OOD monitor. A Perceiver
+        holds one camera's state; cameras sharing a model each have their own Perceiver (no batching of cameras:
+        on the CPU it buys nothing, and a GPU batch would have to keep per-camera state apart)."""
         t0 = time.perf_counter()
-        batch, geoms = [], []
+        im = image
+        if im.ndim != 3 or im.shape[2] != 3 or im.dtype != np.uint8 or min(im.shape[:2]) < 1:
+            raise BadImageError(f"perceiver needs H×W×3 uint8 BGR frames, got {im.dtype} {im.shape}")
         prepare = getattr(self.backend, "prepare", None)
-        for im in images:
-            if im.ndim != 3 or im.shape[2] != 3 or im.dtype != np.uint8 or min(im.shape[:2]) < 1:
-                raise BadImageError(f"perceiver needs H×W×3 uint8 BGR frames, got {im.dtype} {im.shape}")
-            if prepare is not None:
-                chw, geom = prepare(im)
-            else:
-                lb, scale, px, py = letterbox(im, self.backend.input_hw)
-                chw, geom = lb.transpose(2, 0, 1), Geometry(scale, scale, px, py)
-            batch.append(chw)
-            geoms.append((geom, im.shape[:2]))
-        x = np.ascontiguousarray(np.stack(batch))
+        if prepare is not None:
+            chw, geom = prepare(im)
+        else:
+            lb, scale, px, py = letterbox(im, self.backend.input_hw)
+            chw, geom = lb.transpose(2, 0, 1), Geometry(scale, scale, px, py)
+        hw = im.shape[:2]
+        x = np.ascontiguousarray(chw[None])
         t1 = time.perf_counter()
         out = self.backend.infer(x)
         t2 = time.perf_counter()
-        results = []
-        per_frame_pre, per_frame_inf = (t1 - t0) * 1e3 / len(images), (t2 - t1) * 1e3 / len(images)
-        for i, (geom, hw) in enumerate(geoms):
-            t3 = time.perf_counter()
-            finite = np.isfinite(out.boxes[i]).all(1) & np.isfinite(out.scores[i])
-            # The tracker also sees low-score boxes (ByteTrack's second stage rescues tracks with them).
-            floor = min(self.cfg.score_threshold, self.cfg.track_score_threshold) if self.tracker else self.cfg.score_threshold
-            # set-prediction models (needs_nms False) are final: IoU > 1 never suppresses
-            nms_iou = self.cfg.nms_iou if getattr(self.backend, "needs_nms", True) else 1.0
-            candidates = select_detections(out.boxes[i], out.scores[i], out.classes[i], score_threshold=floor,
-                                           nms_iou=nms_iou, max_detections=self.cfg.max_detections)
-            candidates = to_camera(candidates, geom, hw)
-            dets = candidates.select(candidates.scores >= self.cfg.score_threshold)
-            seg = None if out.seg is None else seg_to_camera(out.seg[i], self.backend.seg_stride, geom.sx, geom.px,
-                                                             geom.py, hw, self.cfg.seg_full_resolution)
-            embed = out.embed[i] if out.embed is not None else np.zeros(0, np.float32)
-            t4 = time.perf_counter()
-            tracks = self.tracker.update(candidates, stamps[i]) if self.tracker is not None else None
-            t5 = time.perf_counter()
-            drift = None
-            if self.drift is not None:   # the detector samples every Nth frame
-                stats = image_statistics(images[i]) if self.drift.image_ref is not None and self.drift.wants() else None
-                if self.drift.add(embed if out.embed is not None else None, stats):
-                    drift = self.drift.result()
-            ood = float("nan")
-            if self.ood is not None:
-                self.ood.offer(x[i:i + 1])
-                ood = self.ood.latest()
-            t6 = time.perf_counter()
-            results.append(PerceptionResult(
-                dets, seg, embed,
-                {"preprocess": per_frame_pre, "inference": per_frame_inf, "postprocess": (t4 - t3) * 1e3,
-                 "tracking": (t5 - t4) * 1e3, "monitoring": (t6 - t5) * 1e3},
-                tracks, drift, int((~finite).sum()), ood))
-        return results
+        finite = np.isfinite(out.boxes[0]).all(1) & np.isfinite(out.scores[0])
+        # The tracker also sees low-score boxes (ByteTrack's second stage rescues tracks with them).
+        floor = min(self.cfg.score_threshold, self.cfg.track_score_threshold) if self.tracker else self.cfg.score_threshold
+        # set-prediction models (needs_nms False) are final: IoU > 1 never suppresses
+        nms_iou = self.cfg.nms_iou if getattr(self.backend, "needs_nms", True) else 1.0
+        candidates = select_detections(out.boxes[0], out.scores[0], out.classes[0], score_threshold=floor,
+                                       nms_iou=nms_iou, max_detections=self.cfg.max_detections)
+        candidates = to_camera(candidates, geom, hw)
+        dets = candidates.select(candidates.scores >= self.cfg.score_threshold)
+        seg = None if out.seg is None else seg_to_camera(out.seg[0], self.backend.seg_stride, geom.sx, geom.px, geom.py,
+                                                         hw, self.cfg.seg_full_resolution)
+        embed = out.embed[0] if out.embed is not None else np.zeros(0, np.float32)
+        t3 = time.perf_counter()
+        tracks = self.tracker.update(candidates, stamp) if self.tracker is not None else None
+        t4 = time.perf_counter()
+        drift = None
+        if self.drift is not None:   # the detector samples every Nth frame
+            stats = image_statistics(im) if self.drift.image_ref is not None and self.drift.wants() else None
+            if self.drift.add(embed if out.embed is not None else None, stats):
+                drift = self.drift.result()
+        ood = float("nan")
+        if self.ood is not None:
+            self.ood.offer(x)
+            ood = self.ood.latest()
+        t5 = time.perf_counter()
+        return PerceptionResult(
+            dets, seg, embed,
+            {"preprocess": (t1 - t0) * 1e3, "inference": (t2 - t1) * 1e3, "postprocess": (t3 - t2) * 1e3,
+             "tracking": (t4 - t3) * 1e3, "monitoring": (t5 - t4) * 1e3},
+            tracks, drift, int((~finite).sum()), ood)

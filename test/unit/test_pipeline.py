@@ -59,10 +59,11 @@ def test_non_finite_outputs_are_dropped_and_counted() -> None:
     assert len(r.detections) == 1 and r.invalid_outputs == 2
 
 
-def test_batch_of_cameras_one_backend_call() -> None:
+def test_one_backend_call_per_frame() -> None:
     fb = FakeBackend(np.array([[10, 10, 50, 50]], np.float32), np.array([0.9]), np.array([1]), CAM)
-    rs = Perceiver(fb, CFG).process_batch([np.zeros((*CAM, 3), np.uint8)] * 3, [1.0, 1.0, 1.0])
-    assert len(fb.calls) == 1 and fb.calls[0][0] == 3 and all(len(r.detections) == 1 for r in rs)
+    p = Perceiver(fb, CFG)
+    rs = [p.process(np.zeros((*CAM, 3), np.uint8), float(t)) for t in range(3)]
+    assert len(fb.calls) == 3 and all(c[0] == 1 for c in fb.calls) and all(len(r.detections) == 1 for r in rs)
 
 
 @pytest.mark.parametrize("shape", [(0, 10, 3), (10, 10), (10, 10, 4)])
