@@ -2,7 +2,8 @@
 
 The shipped ``config/*.param.yaml`` is the only place a default is written: each leaf becomes a
 declared parameter whose default is the file's value, so ``--params-file`` / ``-p`` overrides apply
-as usual, and the resulting values go through the same validation as the ROS-free loader.
+as usual, and the resulting values go through the same validation as the ROS-free loader. Parameters are
+declared read-only: nodes read them once, so a run-time change is refused rather than silently ignored.
 """
 
 from __future__ import annotations
@@ -51,8 +52,10 @@ def declare_and_load(node: Node, cls: type[T], *, prefix: str = "") -> T:
             raise ConfigError(f"parameter '{name}' has no default in {getattr(cls, 'PARAM_FILE')}")
         unit = meta.get("unit") or ""
         lo, hi = meta.get("lo"), meta.get("hi")
+        # read only: values are read once at configure; `ros2 param set` is refused instead of silently ignored
         desc = ParameterDescriptor(
-            description=f"{name}" + (f" [{unit}]" if unit else "") + (f" range [{lo}, {hi}]" if lo is not None else ""),
+            description=f"{name}" + (f" [{unit}]" if unit else "") + (f" range [{lo}, {hi}]" if lo is not None else "")
+            + " (set at start-up; reconfigure the node to change it)", read_only=True,
         )
         try:
             param = node.declare_parameter(name, _coerce(defaults[name], typ), desc)

@@ -60,3 +60,17 @@ def test_malformed_input_warns_with_the_reason_and_the_node_keeps_running(ros_co
         assert runner.nodes[0].stats.drops.malformed == 1 and np.isfinite(lat[-1].pipeline_ms)
     finally:
         runner.stop()
+
+
+def test_parameters_cannot_be_changed_silently_at_run_time(ros_context, tiny_bundle, tmp_path):
+    from rclpy.parameter import Parameter
+
+    _, specs = graph_from_args(_params(tmp_path, tiny_bundle), [f"front={TOPIC}"], None)
+    runner = GraphRunner(specs, context=ros_context, threads=2).start()
+    try:
+        node = runner.nodes[0]
+        result = node.set_parameters([Parameter("perception.score_threshold", value=0.9)])[0]
+        assert not result.successful and "read-only" in result.reason.lower()
+        assert node.get_parameter("perception.score_threshold").value == 0.0
+    finally:
+        runner.stop()
