@@ -7,7 +7,7 @@ the median ms of an ORT CPU session with the same thread count (uint8 input, fix
 Parity on a synthetic driving frame: the export_forward graph gives sorted top-k scores, embedding and seg labels
 (candidate *boxes* are not compared there: at random init many scores tie to 1e-9 and either side may pick another
 tied candidate). The raw ``forward`` (det B×A×(5+C), seg logits, embed) is exported as well at the first size and
-compared element-wise: that is the parity number (DESIGN.md §8; target ≤ 4e-6 on logits).
+compared element-wise: that is the parity number (target ≤ 4e-6 on logits).
 
     .venv/bin/python bench/bench_nets.py [--models convnext_atto convnext_atto_cpu] [--threads 2] [--runs 20]
 """

@@ -8,7 +8,7 @@ mean objects and detections per frame, and the tracker/SORT time ratio.
 
     .venv/bin/python bench/bench_tracker.py [--objects 100 1000] [--frames 150] [--repeats 5]
 
-Budget (DESIGN.md §4): ≤ 0.3 ms per frame for 100 objects, ≤ 3 ms for 1000, on a 2-core CPU.
+Budget (README, Tracking): ≤ 0.3 ms per frame for 100 objects, ≤ 3 ms for 1000, on a 2-core CPU.
 """
 
 from __future__ import annotations

@@ -2,9 +2,9 @@
 # MIM ablation on real data, CPU only, resumable: fine-tune from the COCO weights with vs without the MIM adaptation
 # of scripts/train_real_model.sh, at 10 % and 100 % of the real labels, seeds 0 and 1, a fixed number of steps;
 # each run exported (fp32) and scored on the held-back frames (KITTI 60-74, CamVid test) with evaluate-real.
-# Usage: scripts/ablate_real.sh [DATA [WORK]]   (run train_real_model.sh first: it makes the pseudo-labels and MIM)
+# Usage: scripts/ablate_real.sh DATA [WORK]   (run train_real_model.sh first: it makes the pseudo-labels and MIM)
 set -euo pipefail
-DATA=$(cd "${1:-../shared/realdata}" && pwd)
+DATA=$(cd "${1:?usage: scripts/ablate_real.sh DATA [WORK]}" && pwd)
 WORK=${2:-$HOME/.cache/mim_real}
 STEPS=${STEPS:-300}
 PY=${PY:-.venv/bin/python}

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The real-camera model's whole recipe, CPU only, resumable (a finished stage is skipped; training stages resume from
-# WORK/<stage>/last.pt). Usage: scripts/train_real_model.sh [DATA [WORK]]
+# WORK/<stage>/last.pt). Usage: scripts/train_real_model.sh DATA [WORK]
 #   DATA: the real data folder (camvid/, kitti/, video/, teachers/; see docs/real_data.md)
 #   WORK: where everything generated goes (default ~/.cache/mim_real)
 # Stages: import the two COCO teachers -> pseudo-label CamVid train/val and the videos -> MIM adaptation of the
@@ -9,7 +9,7 @@
 # the same real frames) -> evaluate-real beside both teachers. KITTI 60-74 and CamVid test are never used before the
 # evaluation.
 set -euo pipefail
-DATA=$(cd "${1:-../shared/realdata}" && pwd)
+DATA=$(cd "${1:?usage: scripts/train_real_model.sh DATA [WORK]}" && pwd)
 WORK=${2:-$HOME/.cache/mim_real}
 PY=${PY:-.venv/bin/python}
 M="$PY -m mim_perception.cli"

@@ -8,7 +8,7 @@ SparK does: the mask is upsampled to each resolution and multiplied in after the
 before GRN (so GRN's global statistics only see visible positions, exactly as on a sparse tensor) and after every
 block/downsample. With an all-True mask the output equals the unmasked forward exactly (multiplication by 1).
 
-CPU variant (``gelu="tanh"``, ``grn=False``): DESIGN.md §4 measured ~40 % of ORT time in small element-wise ops (GRN,
+CPU variant (``gelu="tanh"``, ``grn=False``): bench/bench_nets.py measured ~40 % of ORT time in small element-wise ops (GRN,
 exact erf-GELU, LayerNorm) on a 2-core CPU; tanh-GELU and no GRN trade a little accuracy for fewer/cheaper ops.
 """
 

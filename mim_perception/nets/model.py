@@ -1,6 +1,6 @@
 """DetSegModel: uint8 BGR image -> backbone -> FPN/PAN -> {det, seg, embed} in one forward pass.
 
-Normalisation lives inside the model (DESIGN.md §4: uint8 CHW preprocessing is 5× cheaper than numpy float
+Normalisation lives inside the model (bench/bench_imageconv.py: uint8 CHW preprocessing is 5× cheaper than numpy float
 normalisation), so the runtime only resizes. ``export_forward`` is the static ONNX graph: fixed top-k candidates
 before NMS (class-aware NMS runs outside the graph, ``postprocess.decode_numpy``), seg argmax, embedding.
 """

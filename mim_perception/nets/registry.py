@@ -29,7 +29,7 @@ class ModelSpec:
 
 def _convnext(size: str, cpu: bool = False) -> Callable[[], Backbone]:
     dims, depths = CONVNEXT_SIZES[size]
-    # CPU variant: tanh-GELU and no GRN (DESIGN.md §4: small element-wise ops dominate ORT time on 2 cores)
+    # CPU variant: tanh-GELU and no GRN (bench/bench_nets.py: small element-wise ops dominate ORT time on 2 cores)
     return lambda: ConvNeXt(dims, depths, gelu="tanh" if cpu else "none", grn=not cpu)
 
 

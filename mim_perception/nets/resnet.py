@@ -1,4 +1,4 @@
-"""ResNet-18-style backbone with the same SparK contract as ConvNeXt (an alternative DESIGN.md §4 measured as fast in ORT).
+"""ResNet-18-style backbone with the same SparK contract as ConvNeXt (an alternative bench/bench_nets.py measures as fast in ORT).
 
 Masked forward re-masks after the stem and after every residual block (dense emulation of sparse conv). Unlike
 SparK's sparse BatchNorm, BN statistics here include the zeroed positions, so masked pretraining of this backbone

@@ -254,6 +254,6 @@ class SimBridge(MimLifecycleNode):
 
 
 def main(argv: list[str] | None = None) -> int:
-    # Images cross a process boundary here: Fast DDS' default UDP transport drops large ones (ROS_NOTES).
+    # Images cross a process boundary here: Fast DDS' default UDP transport drops large ones (README, QoS and transport).
     os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(config_dir() / "fastdds_large_data.xml"))
     return standalone_main(SimBridge, "sim_bridge", argv)
