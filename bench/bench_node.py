@@ -182,6 +182,7 @@ def run_config(backend: str, cameras: int, hz: float, seconds: float, images: li
     frame_ms = sum(st[s] for s in STAGES)
     return {"backend": backend, "cameras": cameras, "hz": hz, "offered": offered, "answered": answered,
             "answered_fps": answered / seconds, "unanswered": offered - answered,
+            "answered_per_camera": {n: len(v) for n, v in got.items()},
             "node_drops_incl_warmup": int(sum(d for _, d in drops.values())),
             "p50_ms": float(np.percentile(lat, 50)) if answered else float("nan"),
             "p99_ms": float(np.percentile(lat, 99)) if answered else float("nan"),

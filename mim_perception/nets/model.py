@@ -2,7 +2,7 @@
 
 Normalisation lives inside the model (bench/bench_imageconv.py: uint8 CHW preprocessing is 5× cheaper than numpy float
 normalisation), so the runtime only resizes. ``export_forward`` is the static ONNX graph: fixed top-k candidates
-before NMS (class-aware NMS runs outside the graph, ``postprocess.decode_numpy``), seg argmax, embedding.
+before NMS (class-aware NMS runs outside the graph, ``core.postprocess.select_detections``), seg argmax, embedding.
 """
 
 from __future__ import annotations

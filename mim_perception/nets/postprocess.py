@@ -1,9 +1,10 @@
 """Detection decoding: fixed top-k candidates -> score threshold -> class-aware NMS.
 
-Two paths that give the same result (test_postprocess checks it):
-  * torch: ``decode(out, ...)`` on the raw ``DetSegModel.forward`` dict (training-time evaluation, torch backend);
-  * numpy/OpenCV: ``decode_numpy(boxes, scores, classes, ...)`` on the ``export_forward`` outputs of an ONNX session.
-    cv2.dnn.NMSBoxesBatched took 0.86 ms vs 9.4 ms for a numpy greedy NMS on ~450 boxes on this project's 2-core CPU.
+``decode(out, ...)`` on the raw ``DetSegModel.forward`` dict is the training-time evaluation; at run time the
+``export_forward`` candidates go through ``core.postprocess.select_detections`` (OpenCV NMS). Both keep a candidate
+when its score >= the threshold and its box has positive width and height (test_postprocess checks they agree on
+random outputs). cv2.dnn.NMSBoxesBatched took 0.86 ms vs 9.4 ms for a numpy greedy NMS on ~450 boxes on this
+project's 2-core CPU.
 Score of a (point, class) pair = sigmoid(class logit) · sigmoid(quality logit).
 """
 
@@ -91,25 +92,9 @@ def decode(out: dict[str, Tensor], score_thr: float, topk: int, nms_iou: float, 
     boxes, scores, classes = topk_candidates(det, points, topk, (h, w))
     results = []
     for bx_all, sc_all, cl_all in zip(boxes, scores, classes, strict=True):
-        ok = sc_all > score_thr                                # strict, as OpenCV's NMSBoxes
+        # the runtime's rule (core.postprocess.select_detections): score >= threshold, non-degenerate box
+        ok = (sc_all >= score_thr) & (bx_all[:, 2] > bx_all[:, 0]) & (bx_all[:, 3] > bx_all[:, 1])
         bx, sc, cl = bx_all[ok], sc_all[ok], cl_all[ok]
         keep = batched_nms(bx, sc, cl, nms_iou)[:max_det]
         results.append((bx[keep], sc[keep], cl[keep]))
-    return results
-
-
-def decode_numpy(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, score_thr: float, nms_iou: float,
-                 max_det: int = 100) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """``export_forward`` outputs (B×K×4, B×K, B×K) -> per image (boxes N×4 float32, scores N float32, labels N int64).
-
-    OpenCV 5's NMSBoxesBatched rejects negative score thresholds, hence the clamp at 0.
-    """
-    results = []
-    for bx, sc, cl in zip(boxes, scores, classes, strict=True):
-        xywh = np.concatenate((bx[:, :2], bx[:, 2:] - bx[:, :2]), 1).astype(np.float64)
-        kept = cv2.dnn.NMSBoxesBatched(cast(Any, xywh), cast(Any, sc.astype(np.float32)), cast(Any, cl.astype(np.int32)),
-                                       max(float(score_thr), 0.0), float(nms_iou))
-        idx = np.asarray(kept, np.int64).reshape(-1)
-        idx = idx[np.argsort(-sc[idx], kind="stable")][:max_det]
-        results.append((bx[idx].astype(np.float32), sc[idx].astype(np.float32), cl[idx].astype(np.int64)))
     return results

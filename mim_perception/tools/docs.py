@@ -174,7 +174,9 @@ def bench_node_markdown(doc: dict[str, Any]) -> str:
             "", "| backend | cameras | offered Hz (each) | answered | answered fps (all) | p50 ms | p99 ms | max ms | "
             "inference p50 ms | not inference |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in doc["rows"]:
-        rows.append(f"| {r['backend']} | {r['cameras']} | {r['hz']:.0f} | {r['answered']}/{r['offered']} | "
+        per_cam = r.get("answered_per_camera", {})
+        spread = f" ({'/'.join(str(v) for v in per_cam.values())})" if len(per_cam) > 1 else ""
+        rows.append(f"| {r['backend']} | {r['cameras']} | {r['hz']:.0f} | {r['answered']}/{r['offered']}{spread} | "
                     f"{r['answered_fps']:.1f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['max_ms']:.1f} | "
                     f"{r['stages_p50_ms']['inference']:.1f} | {r['non_inference_share']:.0%} |")
     return "\n".join(rows) + f"\n\n`{doc['command']}`\n"
@@ -198,9 +200,9 @@ def generate(root: Path) -> dict[Path, str]:
     bench = root / "docs" / "results" / "bench_node_cpu.json"
     if bench.is_file():
         text = splice(text, "bench_node", bench_node_markdown(json.loads(bench.read_text())))
-    ext = root / "docs" / "results" / "bench_node_external.json"
-    if ext.is_file() and "<!-- generated: bench_external -->" in text:
-        text = splice(text, "bench_external", bench_node_markdown(json.loads(ext.read_text())))
+    ext = sorted((root / "docs" / "results").glob("bench_node_external_*.json"))
+    if ext and "<!-- generated: bench_external -->" in text:
+        text = splice(text, "bench_external", "\n".join(bench_node_markdown(json.loads(p.read_text())) for p in ext))
     real = root / "docs" / "results" / "real_frames.json"
     if real.is_file() and "<!-- generated: real_frames -->" in text:
         text = splice(text, "real_frames", real_frames_markdown(json.loads(real.read_text())))

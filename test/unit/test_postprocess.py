@@ -1,4 +1,4 @@
-"""Decoding + class-aware NMS on hand-made tensors; the torch path and the numpy/OpenCV path must agree."""
+"""Decoding + class-aware NMS on hand-made tensors; the training decode and the runtime selection must agree."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from mim_perception.nets.heads import anchor_points  # noqa: E402
-from mim_perception.nets.postprocess import batched_nms, decode, decode_numpy, nms, topk_candidates  # noqa: E402
+from mim_perception.core.postprocess import select_detections  # noqa: E402
+from mim_perception.nets.postprocess import batched_nms, decode, nms, topk_candidates  # noqa: E402
 
 H, W, C = 64, 96, 3
 A = sum((H // s) * (W // s) for s in (8, 16, 32))
@@ -62,29 +63,35 @@ def test_boxes_are_clipped_to_the_image() -> None:
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_torch_and_numpy_paths_agree(seed: int) -> None:
+def test_training_decode_and_runtime_selection_agree(seed: int) -> None:
     g = torch.Generator().manual_seed(seed)
     det = torch.randn(2, A, 5 + C, generator=g)
     det[..., :4] = det[..., :4].abs() * 12 + 2                                       # many overlapping boxes
+    det[0, :7, 0] = -det[0, :7, 2]                                                   # some degenerate boxes
     out = {"det": det, "seg": torch.zeros(2, 2, H // 4, W // 4)}
     ref = decode(out, score_thr=0.2, topk=200, nms_iou=0.5, max_det=50)
     pts, _ = anchor_points(H, W)
     cand = [t.numpy() for t in topk_candidates(det, pts, 200, (H, W))]
-    got = decode_numpy(*cand, score_thr=0.2, nms_iou=0.5, max_det=50)
     assert sum(len(r[0]) for r in ref) > 10, "the case must exercise NMS"
-    for (tb, ts, tl), (nb, ns, nl) in zip(ref, got, strict=True):
-        assert nb.dtype == np.float32 and nl.dtype == np.int64
-        np.testing.assert_allclose(tb.numpy(), nb, atol=1e-5)
-        np.testing.assert_allclose(ts.numpy(), ns, atol=1e-6)
-        np.testing.assert_array_equal(tl.numpy(), nl)
+    for i, (tb, ts, tl) in enumerate(ref):
+        got = select_detections(cand[0][i], cand[1][i], cand[2][i], score_threshold=0.2, nms_iou=0.5, max_detections=50)
+        np.testing.assert_allclose(tb.numpy(), got.boxes, atol=1e-5)
+        np.testing.assert_allclose(ts.numpy(), got.scores, atol=1e-6)
+        np.testing.assert_array_equal(tl.numpy(), got.labels)
 
 
-def test_decode_numpy_negative_threshold_and_empty() -> None:
-    boxes = np.array([[[0, 0, 10, 10], [0, 0, 10, 10]]], np.float32)
-    res = decode_numpy(boxes, np.array([[0.4, 0.3]], np.float32), np.array([[0, 1]]), score_thr=-1.0, nms_iou=0.5)
-    assert res[0][2].tolist() == [0, 1]
-    res = decode_numpy(boxes, np.array([[0.4, 0.3]], np.float32), np.array([[0, 1]]), score_thr=0.9, nms_iou=0.5)
-    assert res[0][0].shape == (0, 4)
+def test_threshold_is_inclusive_and_degenerate_boxes_are_dropped_in_both() -> None:
+    det = torch.full((1, A, 5 + C), -10.0)
+    det[..., :4] = 4.0
+    det[0, 0, 4] = 20.0                                   # quality ~1
+    det[0, 0, 5] = logit(0.5)                             # score 0.5 exactly at the threshold
+    det[0, 1, :4] = torch.tensor([4.0, 4.0, -4.0, 4.0])   # zero width
+    det[0, 1, 4], det[0, 1, 5] = 20.0, logit(0.9)
+    (b, s, lab), = decode({"det": det, "seg": torch.zeros(1, 2, H // 4, W // 4)}, 0.5, 50, 0.5)
+    pts, _ = anchor_points(H, W)
+    cand = [t.numpy()[0] for t in topk_candidates(det, pts, 50, (H, W))]
+    got = select_detections(*cand, score_threshold=0.5, nms_iou=0.5, max_detections=50)
+    assert len(b) == len(got) == 1 and float(s[0]) == pytest.approx(0.5, abs=1e-6) and got.scores[0] == pytest.approx(0.5)
 
 
 def test_decode_rejects_mismatched_sizes() -> None:
