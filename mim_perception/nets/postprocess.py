@@ -10,10 +10,6 @@ Score of a (point, class) pair = sigmoid(class logit) · sigmoid(quality logit).
 
 from __future__ import annotations
 
-from typing import Any, cast
-
-import cv2
-import numpy as np
 import torch
 from torch import Tensor
 

@@ -7,8 +7,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from mim_perception.nets.heads import anchor_points  # noqa: E402
 from mim_perception.core.postprocess import select_detections  # noqa: E402
+from mim_perception.nets.heads import anchor_points  # noqa: E402
 from mim_perception.nets.postprocess import batched_nms, decode, nms, topk_candidates  # noqa: E402
 
 H, W, C = 64, 96, 3
