@@ -18,6 +18,7 @@ demo: setup
 lint: setup
 	$(VENV)/bin/ruff check mim_perception test bench launch
 	$(VENV)/bin/mypy mim_perception
+	$(PY) scripts/check_layers.py
 
 test: setup lint
 	@# Simulator tests run where MetaDrive's assets can be assembled offline (MIM_SIM_ASSETS, set by .ci/run);
