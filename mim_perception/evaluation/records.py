@@ -154,7 +154,7 @@ def gt_from_bag(bag: Path, stamps_ns: Sequence[int], det_topic: str, seg_topic: 
 def gt_from_dir(directory: Path, n_frames: int, labels: LabelSpace) -> list[GroundTruth]:
     """MOTChallenge layout (``gt/gt.txt`` with 1-based class = detection index + 1, optional ``seg/NNNNNN.png``):
     frame k of the directory is the k-th image of the bag."""
-    from mim_perception.tools.evaluate_tracking import read_mot
+    from mim_perception.evaluation.mot import read_mot
 
     mot = read_mot(directory / "gt" / "gt.txt", "ground truth")
     out = []

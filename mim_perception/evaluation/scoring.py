@@ -76,7 +76,7 @@ def segmentation_scores(segs: Sequence[np.ndarray | None], gts: Sequence[GroundT
 
 def tracking_scores(tracks: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], gts: Sequence[GroundTruth]
                     ) -> dict[str, float] | None:
-    from mim_perception.tools.evaluate_tracking import score
+    from mim_perception.evaluation.mot import score
 
     if not gts or all((g.ids < 0).all() for g in gts if len(g.ids)):
         return None   # ground truth without track ids: identity metrics are undefined

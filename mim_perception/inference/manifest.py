@@ -14,12 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from mim_perception.core.errors import ModelLoadError
+from mim_perception.core.model_io import INPUT_NAME, OUTPUT_NAMES  # noqa: F401 - re-exported with the manifest
 
 MANIFEST = "manifest.json"
 SCHEMA = 1
-# The exported graph's I/O contract, shared by export, every backend and the torch ExportModule.
-INPUT_NAME = "images"
-OUTPUT_NAMES = ("boxes", "scores", "classes", "seg", "embed")
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:

@@ -26,8 +26,8 @@ if TYPE_CHECKING:
 def build_export_module(bundle: Path, manifest: Manifest) -> Any:
     """The bundle's torch weights in the registry architecture, wrapped to return the export outputs."""
     from mim_perception.nets import build_model
+    from mim_perception.nets.checkpoint import load_into, load_state
     from mim_perception.nets.model import ExportModule
-    from mim_perception.training.checkpoint import load_into, load_state
 
     path = load_manifest(bundle, roles=("torch",)).path(bundle, "torch")
     model = build_model(manifest.architecture, len(manifest.detection_classes), len(manifest.segmentation_classes))

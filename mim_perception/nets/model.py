@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from mim_perception.inference.manifest import OUTPUT_NAMES
+from mim_perception.core.model_io import OUTPUT_NAMES
 from mim_perception.nets.convnext import Backbone
 from mim_perception.nets.fpn import FPN
 from mim_perception.nets.heads import DET_STRIDES, DetHead, SegHead, anchor_points

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from mim_perception.core.errors import ModelLoadError
+from mim_perception.nets.checkpoint import load_into, load_state  # noqa: F401 - re-exported for the training code
 
 
 def save_checkpoint(path: Path, model: nn.Module, config: dict[str, Any], extra: dict[str, Any] | None = None) -> None:
@@ -22,26 +21,3 @@ def save_checkpoint(path: Path, model: nn.Module, config: dict[str, Any], extra:
     path.with_suffix(".json").write_text(json.dumps({"config": config, **(extra or {})}, indent=1, default=str))
 
 
-def load_state(path: Path) -> dict[str, torch.Tensor]:
-    if not path.is_file():
-        raise ModelLoadError(f"checkpoint {path} not found")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:   # any unpickling failure means a corrupt or foreign file, for the user
-        raise ModelLoadError(f"checkpoint {path} cannot be read as tensors: {e}") from e
-    if not isinstance(state, dict):
-        raise ModelLoadError(f"checkpoint {path} does not hold a state dict")
-    return state
-
-
-def load_into(module: nn.Module, state: dict[str, torch.Tensor], *, prefix: str = "",
-              allow_missing: Iterable[str] = (), source: str = "checkpoint") -> None:
-    """Load ``state`` (keys under ``prefix``, stripped) strictly: every key missing from or unexpected in
-    ``module`` is an error unless it starts with one of ``allow_missing`` (e.g. the new heads of a fine-tune)."""
-    sub = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)} if prefix else dict(state)
-    result = module.load_state_dict(sub, strict=False)
-    allowed = tuple(allow_missing)
-    missing = [k for k in result.missing_keys if not k.startswith(allowed)] if allowed else list(result.missing_keys)
-    if missing or result.unexpected_keys:
-        raise ModelLoadError(f"{source} does not match the model: missing {missing[:8]}{'…' if len(missing) > 8 else ''}, "
-                             f"unexpected {result.unexpected_keys[:8]}")

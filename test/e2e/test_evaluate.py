@@ -20,11 +20,11 @@ from mim_perception.core.labels import LabelSpace
 from mim_perception.core.pipeline import Perceiver, PerceptionConfig
 from mim_perception.core.tracking.tracker import Tracker, TrackerConfig
 from mim_perception.evaluation.media import decode_image
+from mim_perception.evaluation.mot import score
 from mim_perception.evaluation.records import FrameLog, gt_from_bag, gt_topics, read_frames
 from mim_perception.evaluation.scoring import mot_table
 from mim_perception.inference.backends import BackendConfig, load_backend
 from mim_perception.tools.evaluate import analyse
-from mim_perception.tools.evaluate_tracking import score
 from mim_perception.training.metrics import SegMeter, evaluate_detections
 
 FRAMES = 16

@@ -14,7 +14,7 @@ import pytest
 
 from mim_perception import cli
 from mim_perception.core.tracking.simulate import MotTable, constant_velocity_scene
-from mim_perception.tools.evaluate_tracking import read_mot, write_mot
+from mim_perception.evaluation.mot import read_mot, write_mot
 
 VERB = "evaluate-tracking"
 FIXTURE_GT = Path(__file__).resolve().parents[1] / "fixtures" / "synth_mot" / "gt" / "gt.txt"
