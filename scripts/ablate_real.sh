@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# MIM ablation on real data, CPU only, resumable: fine-tune from the COCO weights with vs without the MIM adaptation
-# of scripts/train_real_model.sh, at 10 % and 100 % of the real labels, seeds 0 and 1, a fixed number of steps;
-# each run exported (fp32) and scored on the held-back frames (KITTI 60-74, CamVid test) with evaluate-real.
+# MIM ablation on real data, CPU only, resumable: fine-tune from the COCO weights with (`mim`) vs without (`coco`)
+# the MIM adaptation of scripts/train_real_model.sh — and, with INITS="mim coco scratch", from random weights —
+# at 10 % and 100 % of the real labels, seeds 0 and 1, a fixed number of steps (STEPS, default 300); each run
+# exported (fp32) and scored on the held-back frames (KITTI 60-74, CamVid test) with evaluate-real.
 # Usage: scripts/ablate_real.sh DATA [WORK]   (run train_real_model.sh first: it makes the pseudo-labels and MIM)
 set -euo pipefail
 DATA=$(cd "${1:?usage: scripts/ablate_real.sh DATA [WORK]}" && pwd)
@@ -17,10 +18,13 @@ TEACHER_ONNX="$DATA/teachers/yolox_nano_coco.onnx"
 [ -f "$WORK/mim/mim.pt" ] || { echo "run scripts/train_real_model.sh first (no $WORK/mim/mim.pt)" >&2; exit 1; }
 for frac in 0.1 1.0; do
   for seed in 0 1; do
-    for init in mim coco; do
+    for init in ${INITS:-mim coco}; do
       run="$WORK/ablation/${init}_f${frac}_s${seed}"
-      INIT=(--init "$TEACHER_ONNX")
+      INIT=()
+      [ "$init" != scratch ] && INIT+=(--init "$TEACHER_ONNX")
       [ "$init" = mim ] && INIT+=(--init "$WORK/mim/mim.pt")
+      # from random weights nothing is worth protecting: every part learns at the full rate
+      [ "$init" = scratch ] && INIT+=(--set finetune.backbone_lr_scale=1 --set finetune.detector_lr_scale=1)
       if [ ! -f "$run/summary.json" ]; then
         echo "[$(date -u +%H:%M:%S)] fine-tune $run"
         $M finetune $P "${LABELLED[@]}" "${VAL[@]}" "${INIT[@]}" --out "$run" --set finetune.label_fraction=$frac \
