@@ -30,7 +30,8 @@ def test_pretrain_finetune_export_end_to_end(tmp_path: Path, capsys: pytest.Capt
     summary = json.loads((ft / "summary.json").read_text())
     losses = [h["total"] for h in summary["history"] if "total" in h]
     assert np.mean(losses[-3:]) < np.mean(losses[:3]), "detection+segmentation loss did not fall"
-    assert summary["config"]["init"] == str(pre / "mim.pt") and (ft / "best.pt").is_file()
+    assert summary["config"]["init"] == [f"{pre / 'mim.pt'}: backbone (" + summary["config"]["init"][0].split("(")[1]]
+    assert "backbone" in summary["config"]["init"][0] and (ft / "best.pt").is_file()
     assert {"mAP", "AP50", "mIoU", "per_class_IoU"} <= set(summary["best"]["metrics"])
     capsys.readouterr()
     assert main(["export", "--checkpoint", str(ft / "best.pt"), "--mim", str(pre / "mim.pt"), "--data", str(FIXTURE),
@@ -44,3 +45,44 @@ def test_pretrain_finetune_export_end_to_end(tmp_path: Path, capsys: pytest.Capt
 
     with pytest.raises(ModelLoadError, match="sha256"):
         load_manifest(bundle, roles=("onnx",))
+
+
+@pytest.mark.timeout(300)
+def test_real_data_pipeline_on_a_few_frames(realdata: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """import teacher -> pseudo-label 4 CamVid frames -> MIM from the teacher -> fine-tune on CamVid masks + pseudo
+    boxes + KITTI boxes -> export -> evaluate-real beside the teacher, all through the CLI on a handful of frames."""
+    cmap = str(Path(__file__).resolve().parents[2] / "config" / "class_maps" / "coco_to_driving.yaml")
+    teacher = realdata / "teachers" / "yolox_nano_coco.onnx"
+    assert main(["import-model", str(teacher), "--adapter", "yolox", "--classes", "coco", "--class-map", cmap,
+                 "--out", str(tmp_path / "t")]) == 0
+    cam = tmp_path / "camvid" / "train"
+    for sub in ("images", "labels"):   # a 4-frame CamVid split
+        (cam / sub).mkdir(parents=True)
+        for f in sorted((realdata / "camvid" / "train" / sub).iterdir())[:4]:
+            (cam / sub / f.name).symlink_to(f)
+    pl = tmp_path / "pl.json"
+    assert main(["pseudo-label", "--teacher", str(tmp_path / "t"), "--data", f"camvid:{tmp_path / 'camvid'}:train",
+                 "--out", str(pl)]) == 0
+    small = ["--set", "train.arch=yolox_nano", "--set", "train.batch_size=2", "--set", "train.workers=0",
+             "--set", "train.log_every=1"]
+    assert main(["pretrain", "--data", f"camvid:{tmp_path / 'camvid'}:train", "--init", str(teacher),
+                 "--out", str(tmp_path / "pre"), *small, "--set", "pretrain.max_steps=2", "--set", "pretrain.height=64",
+                 "--set", "pretrain.width=96"]) == 0
+    data = ["--data", f"boxes:{pl}", "--data", f"kitti:{realdata / 'kitti'}:0-3"]
+    assert main(["finetune", *data, "--val-data", f"boxes:{pl}", "--init", str(teacher),
+                 "--init", str(tmp_path / "pre" / "mim.pt"), "--out", str(tmp_path / "ft"), *small,
+                 "--set", "finetune.max_steps=2", "--set", "augment.height=64", "--set", "augment.width=96"]) == 0
+    init = json.loads((tmp_path / "ft" / "summary.json").read_text())["config"]["init"]
+    assert "det_head" in init[0] and "backbone" in init[1]
+    assert main(["export", "--checkpoint", str(tmp_path / "ft" / "best.pt"), "--out", str(tmp_path / "b"),
+                 "--data", f"kitti:{realdata / 'kitti'}:0-3", "--data", f"camvid:{tmp_path / 'camvid'}:train",
+                 "--frames", "8", "--no-int8", "--height", "96",
+                 "--width", "160"]) == 0
+    capsys.readouterr()
+    out = tmp_path / "real.json"
+    assert main(["evaluate-real", "--model", str(tmp_path / "b"), "--model", str(tmp_path / "t"),
+                 "--kitti", f"{realdata / 'kitti'}:60-61", "--camvid", f"{tmp_path / 'camvid'}:train",
+                 "--json", str(out)]) == 0
+    res = json.loads(out.read_text())["models"]
+    assert set(res) == {"b", "t"} and "camvid" in res["b"] and "camvid" not in res["t"]
+    assert res["t"]["forward_ms"] > 0 and 0 <= res["t"]["kitti"]["AP50"]["car"] <= 1
