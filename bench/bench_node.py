@@ -74,13 +74,15 @@ def model_only(model: str | None, image: np.ndarray, runs: int = 20) -> dict[str
     with torch.inference_mode():
         out = {"torch_eager_fp32": median_ms(lambda: module(xt), runs)}
     for role, name in (("onnx", "ort_fp32"), ("onnx_int8", "ort_int8")):
+        if role not in m.files:   # bundles without an int8 model
+            continue
         sess = cpu_session(m.path(bundle, role), os.cpu_count() or 1)
         out[name] = median_ms(lambda sess=sess: sess.run(None, {INPUT_NAME: x}), runs)
     return out
 
 
 def run_config(backend: str, cameras: int, hz: float, seconds: float, images: list[np.ndarray], tmp: Path,
-               model: str | None) -> dict[str, Any]:
+               model: str | None, single_threaded: bool = False) -> dict[str, Any]:
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
     from mim_perception_msgs.msg import FrameLatency
@@ -104,7 +106,8 @@ def run_config(backend: str, cameras: int, hz: float, seconds: float, images: li
     specs = describe(cfg, [Camera.parse(f"{n}=/bench/{n}/image_raw") for n in names], str(user) if user else None)
     ctx = Context()
     rclpy.init(context=ctx, domain_id=private_domain_id())
-    runner = GraphRunner(specs, context=ctx, threads=max(cfg.executor_threads, 2 * cameras))
+    runner = GraphRunner(specs, context=ctx, threads=max(cfg.executor_threads, 2 * cameras),
+                         single_threaded=single_threaded)
     lock = threading.Lock()
     sent: dict[tuple[str, int], float] = {}
     got: dict[str, list[float]] = {n: [] for n in names}
@@ -197,6 +200,8 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--model", help="model bundle (default: the shipped one)")
     ap.add_argument("--keep-awake", action="store_true", help="nice-19 busy loop beside the graph (VM idle stalls)")
+    ap.add_argument("--single-threaded", action="store_true",
+                    help="spin the graph on one single-threaded executor, as `ros2 launch` runs each node")
     ap.add_argument("--json")
     args = ap.parse_args()
     images = frames()
@@ -204,14 +209,15 @@ def main() -> int:
     rows = []
     try:
         peers = model_only(args.model, images[0])
-        ratios = (f"; ORT fp32 is {peers['torch_eager_fp32'] / peers['ort_fp32']:.2f}x eager torch, "
-                  f"int8 {peers['torch_eager_fp32'] / peers['ort_int8']:.2f}x") if "torch_eager_fp32" in peers else ""
+        ratios = f"; ORT fp32 is {peers['torch_eager_fp32'] / peers['ort_fp32']:.2f}x eager torch" \
+            if "torch_eager_fp32" in peers else ""
         print("model only (median ms, same input): " + ", ".join(f"{k} {v:.1f}" for k, v in peers.items()) + ratios,
               flush=True)
         with tempfile.TemporaryDirectory() as tmp:
             for c in args.configs:
                 b, n, hz = c.split(":")
-                r = run_config(b, int(n), float(hz), args.seconds, images, Path(tmp), args.model)
+                r = run_config(b, int(n), float(hz), args.seconds, images, Path(tmp), args.model, args.single_threaded)
+                r["executor"] = "single-threaded" if args.single_threaded else "multi-threaded"
                 rows.append(r)
                 print(json.dumps(r), flush=True)
     finally:

@@ -33,7 +33,8 @@ def build_export_module(bundle: Path, manifest: Manifest) -> Any:
     path = load_manifest(bundle, roles=("torch",)).path(bundle, "torch")
     model = build_model(manifest.architecture, len(manifest.detection_classes), len(manifest.segmentation_classes))
     load_into(model, load_state(path), source=str(path))
-    return ExportModule(model).eval()
+    untrained = [manifest.segmentation_classes.index(c) for c in manifest.training.get("seg_untrained") or []]
+    return ExportModule(model, untrained).eval()
 
 
 class TorchCudaBackend:

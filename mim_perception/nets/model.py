@@ -66,15 +66,21 @@ class DetSegBase(nn.Module):
         """Training loss dict incl. "total"; see nets/losses.py. Raises FloatingPointError on a non-finite loss."""
         return detseg_loss(out, targets, seg, self.strides, self.num_classes, self.loss_cfg)
 
-    def export_forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    def export_forward(self, x: Tensor, seg_untrained: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
         """Static graph for ONNX: (boxes B×K×4 xyxy px, scores B×K, classes B×K int64, seg B×H/4×W/4 uint8, embed B×D).
 
         K = ``export_topk`` (capped at A·C) highest sigmoid(cls)·sigmoid(quality) over (point, class) pairs, pre-NMS.
+        ``seg_untrained`` (S bool): classes no training label ever showed are left out of the argmax (their logits
+        carry no information: CamVid's "road" may be a lane marking, so a model trained on it may pick lane_marking for
+        all road pixels, equally right by its loss and wrong for every user).
         """
         out = self(x)
         pts, _ = self.points(x.shape[2], x.shape[3], x.device)
         boxes, scores, classes = topk_candidates(out["det"], pts, self.export_topk, (x.shape[2], x.shape[3]))
-        seg = out["seg"].argmax(1).to(torch.uint8)
+        logits = out["seg"]
+        if seg_untrained is not None:
+            logits = logits.masked_fill(seg_untrained.view(1, -1, 1, 1), float("-inf"))
+        seg = logits.argmax(1).to(torch.uint8)
         return boxes, scores, classes, seg, out["embed"]
 
 
@@ -108,10 +114,15 @@ class ExportModule(nn.Module):
 
     output_names = OUTPUT_NAMES
 
-    def __init__(self, model: DetSegBase) -> None:
+    seg_untrained: Tensor | None
+
+    def __init__(self, model: DetSegBase, seg_untrained: list[int] | tuple[int, ...] = ()) -> None:
         super().__init__()
         self.model = model
+        mask = torch.zeros(model.num_seg_classes, dtype=torch.bool)
+        mask[list(seg_untrained)] = True
+        self.register_buffer("seg_untrained", mask if len(seg_untrained) else None, persistent=False)
         self.train(model.training)                             # export in the wrapped model's mode (eval)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-        return self.model.export_forward(x)
+        return self.model.export_forward(x, self.seg_untrained)

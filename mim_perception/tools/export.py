@@ -187,7 +187,8 @@ def attach_ood(bundle: Path, mim: Path, specs: list[str], *, frames: int, cache_
 
 
 def export_bundle(checkpoint: Path, out: Path, specs: list[str], *, mim: Path | None, name: str, frames: int,
-                  cache_dir: Path, int8: bool = True, input_hw: tuple[int, int] | None = None) -> Manifest:
+                  cache_dir: Path, int8: bool = True, input_hw: tuple[int, int] | None = None,
+                  seg_untrained: tuple[str, ...] = ()) -> Manifest:
     import torch
 
     from mim_perception.nets import build_model
@@ -208,7 +209,7 @@ def export_bundle(checkpoint: Path, out: Path, specs: list[str], *, mim: Path | 
     labels = LabelSpace.load()
     model = build_model(arch, len(labels.detection), len(labels.segmentation))
     load_into(model, load_state(checkpoint), source=str(checkpoint))
-    module = ExportModule(model.eval()).eval()
+    module = ExportModule(model.eval(), [labels.seg_index(c) for c in seg_untrained]).eval()
     out.mkdir(parents=True, exist_ok=True)
     data, stats = _frames_and_stats(specs, frames, hw, cache_dir)
     files = {"onnx": "model.onnx", "torch": "model.pt"}
@@ -244,7 +245,8 @@ def export_bundle(checkpoint: Path, out: Path, specs: list[str], *, mim: Path | 
         segmentation_palette_bgr=labels.colors_bgr.tolist(), seg_stride=4, topk=int(model.export_topk),
         embed_dim=int(embeds.shape[1]), files=files, sha256={}, metrics=metrics, parity=par,
         training={"checkpoint_record": record, "mim": str(mim) if mim else None, "export_data": specs,
-                  "drift_window": window, "trained_at": [int(aug["height"]), int(aug["width"])]})
+                  "drift_window": window, "trained_at": [int(aug["height"]), int(aug["width"])],
+                  "seg_untrained": list(seg_untrained)})
     write_manifest(out, manifest)
     return load_manifest(out)
 
@@ -360,7 +362,8 @@ def _main(args: argparse.Namespace) -> int:
         raise ConfigError("--checkpoint is required (unless --recalibrate-drift or --attach-ood)")
     m = export_bundle(Path(args.checkpoint), Path(args.out), args.data, mim=Path(args.mim) if args.mim else None,
                       name=args.name or Path(args.out).name, frames=args.frames, cache_dir=Path(args.cache_dir),
-                      int8=not args.no_int8, input_hw=(args.height, args.width) if args.height else None)
+                      int8=not args.no_int8, input_hw=(args.height, args.width) if args.height else None,
+                      seg_untrained=tuple(args.seg_untrained or ()))
     print(json.dumps({"files": m.files, "parity": m.parity, "metrics": {k: v for k, v in m.metrics.items() if k != "validation"}},
                      indent=1))
     print(f"export: bundle {args.out} verified (sha256 of {len(m.sha256)} files)")
@@ -383,6 +386,8 @@ def register(sub: argparse._SubParsersAction, verb: str) -> None:
     p.add_argument("--name", help="model name (default: the bundle directory's name)")
     p.add_argument("--frames", type=int, default=320, help="frames used for calibration and references")
     p.add_argument("--no-int8", action="store_true", help="skip the int8 model (and keep the OOD scorer in fp32)")
+    p.add_argument("--seg-untrained", action="append", metavar="CLASS",
+                   help="segmentation class no training label showed (repeat): left out of the exported argmax")
     p.add_argument("--height", type=int, help="exported input height (default: the training size)")
     p.add_argument("--width", type=int, help="exported input width (default: the training size)")
     p.add_argument("--cache-dir", default="build/data_cache")
