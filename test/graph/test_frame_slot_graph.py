@@ -61,7 +61,8 @@ def test_runner_and_launch_executors_count_alike(ros_context, probe, tiny_bundle
     multi = _burst(ros_context, probe, tiny_bundle, tmp_path, monkeypatch, single=False)
     (tmp_path / "launch").mkdir()
     single = _burst(ros_context, probe, tiny_bundle, tmp_path / "launch", monkeypatch, single=True)
-    # ~1 s of frames through a 150 ms model: about 7 processed (the newest each time), the rest counted
+    # ~1 s of frames through a 150 ms model: about 7–11 processed (the newest each time), the rest counted; how the
+    # 150 ms steps fall against the 33 ms frames on a loaded machine moves the count by a few either way
     for processed, busy, _ in (multi, single):
-        assert 5 <= processed <= 11 and busy >= 15
-    assert abs(multi[0] - single[0]) <= 3, (multi, single)
+        assert 5 <= processed <= 12 and busy >= 15
+    assert abs(multi[0] - single[0]) <= 5, (multi, single)
