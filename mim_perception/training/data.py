@@ -194,7 +194,9 @@ def label_subset(dataset: SampleDataset, fraction: float, seed: int) -> SampleDa
 
     Frames are shuffled within each episode and then interleaved across (shuffled) episodes, and the first
     ``round(fraction × N)`` are kept: 1 % holds frames from as many episodes as possible, and with the same
-    seed the subsets are nested (1 % ⊂ 10 % ⊂ 100 %), which keeps label-fraction runs comparable.
+    seed the subsets are nested (1 % ⊂ 10 % ⊂ 100 %), which keeps label-fraction runs comparable. Several sources
+    (``ConcatSource``) are sampled each on its own: a source of many one-frame episodes (KITTI) would otherwise fill
+    a small fraction on its own and leave out a source of few long ones (CamVid's four sequences).
     """
     if not dataset.source.labelled:
         raise ConfigError(f"label_subset: source {dataset.source.name} has no labels")
@@ -202,12 +204,17 @@ def label_subset(dataset: SampleDataset, fraction: float, seed: int) -> SampleDa
         raise ConfigError(f"label fraction must be in (0, 1], got {fraction}")
     rng = np.random.default_rng(seed)
     eps = dataset.source.episodes
-    groups: dict[str, list[int]] = {}
+    source_of = getattr(dataset.source, "source_index", None)
+    strata: dict[int, list[int]] = {}
     for idx in dataset.indices.tolist():
-        groups.setdefault(eps[idx], []).append(idx)
-    order = sorted(groups)
-    lists = [list(rng.permutation(groups[e])) for e in order]
-    lists = [lists[k] for k in rng.permutation(len(lists))]
-    interleaved = [lst[r] for r in range(max(map(len, lists), default=0)) for lst in lists if r < len(lst)]
-    n = max(1, round(fraction * len(interleaved))) if interleaved else 0
-    return dataset.subset(np.sort(np.asarray(interleaved[:n], np.int64)))
+        strata.setdefault(source_of(idx) if source_of is not None else 0, []).append(idx)
+    chosen: list[int] = []
+    for key in sorted(strata):
+        groups: dict[str, list[int]] = {}
+        for idx in strata[key]:
+            groups.setdefault(eps[idx], []).append(idx)
+        lists = [list(rng.permutation(groups[e])) for e in sorted(groups)]
+        lists = [lists[k] for k in rng.permutation(len(lists))]
+        interleaved = [lst[r] for r in range(max(map(len, lists), default=0)) for lst in lists if r < len(lst)]
+        chosen += interleaved[:max(1, round(fraction * len(interleaved))) if interleaved else 0]
+    return dataset.subset(np.sort(np.asarray(chosen, np.int64)))

@@ -411,8 +411,12 @@ class ConcatSource:
     def __len__(self) -> int:
         return int(self._offsets[-1])
 
+    def source_index(self, i: int) -> int:
+        """Which of ``sources`` item ``i`` comes from."""
+        return int(np.searchsorted(self._offsets, i, side="right")) - 1
+
     def __getitem__(self, i: int) -> Sample:
         if not 0 <= i < len(self):
             raise IndexError(i)
-        k = int(np.searchsorted(self._offsets, i, side="right")) - 1
+        k = self.source_index(i)
         return self.sources[k][i - int(self._offsets[k])]

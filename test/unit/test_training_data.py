@@ -141,6 +141,19 @@ def test_label_subset_size_determinism_nesting_and_spread() -> None:
         label_subset(train, 0.0, seed=0)
 
 
+def test_label_subset_samples_each_source_on_its_own() -> None:
+    from mim_perception.training.sources import ConcatSource
+
+    # 60 one-frame episodes (KITTI-like) beside 2 long ones (CamVid-like): 10 % takes 6 + 4, not 10 + 0
+    many, few = ListSource(60, 1), ListSource(2, 20)
+    many.name, few.name = "many", "few"
+    ds = SampleDataset(ConcatSource([many, few]), None, seed=0)
+    ten = label_subset(ds, 0.1, seed=1)
+    from_few = sum(ds.source.source_index(int(i)) == 1 for i in ten.indices)
+    assert len(ten) == 10 and from_few == 4
+    assert set(label_subset(ds, 0.05, seed=1).indices) <= set(ten.indices)
+
+
 # ------------------------------------------------------------------------------------------ sources
 
 
