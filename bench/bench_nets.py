@@ -16,15 +16,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from mim_perception.core.timing import median_ms
 from mim_perception.nets import DetSegModel, ExportModule, build_model
 from mim_perception.sim.synthetic import SceneConfig, SyntheticScene
 
@@ -42,17 +41,6 @@ class RawModule(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         out = self.model(x)
         return out["det"], out["seg"], out["embed"]
-
-
-def median_ms(fn: Callable[[], object], runs: int) -> float:
-    for _ in range(3):                                        # warm-up (allocator, ORT arena, oneDNN primitives)
-        fn()
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1e3
 
 
 def frame(h: int, w: int) -> torch.Tensor:

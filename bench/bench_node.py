@@ -51,9 +51,9 @@ def frames(n: int = 30) -> list[np.ndarray]:
 def model_only(model: str | None, image: np.ndarray, runs: int = 20) -> dict[str, float]:
     """Peers on the same input: the shipped model in eager PyTorch (CPU, fp32) vs ONNX Runtime fp32 vs int8."""
     import torch
-    from bench_nets import median_ms
 
     from mim_perception.core.preprocess import letterbox
+    from mim_perception.core.timing import median_ms
     from mim_perception.inference.backends import default_model_dir
     from mim_perception.inference.manifest import INPUT_NAME, load_manifest
     from mim_perception.inference.ort_backend import cpu_session

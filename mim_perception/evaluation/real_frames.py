@@ -12,7 +12,6 @@ folds into the labelled one (lane_marking or crosswalk on CamVid "road") counts 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from mim_perception.core.errors import ModelLoadError
 from mim_perception.core.labels import LabelSpace
 from mim_perception.core.pipeline import Perceiver, PerceptionConfig
 from mim_perception.core.preprocess import letterbox
+from mim_perception.core.timing import median_ms
 from mim_perception.core.types import Detections
 from mim_perception.inference.adapters import prepare
 from mim_perception.inference.backends import BackendConfig, load_backend
@@ -97,17 +97,6 @@ def score_camvid(segment: Callable[[np.ndarray], np.ndarray], source: CamVidSour
     iou = meter.compute()["per_class_IoU"]
     return {"IoU": {c: iou[c] for c in MIOU_CLASSES}, "mIoU": float(np.nanmean([iou[c] for c in MIOU_CLASSES])),
             "frames": len(source), "split": source.name}
-
-
-def median_ms(run: Callable[[], Any], runs: int = 30, warmup: int = 5) -> float:
-    for _ in range(warmup):
-        run()
-    t = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        run()
-        t.append((time.perf_counter() - t0) * 1e3)
-    return float(np.median(t))
 
 
 @dataclass

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ from mim_perception.core.monitoring.drift import DriftReference
 from mim_perception.core.monitoring.image_stats import KERNEL_SCALES as IMAGE_KERNEL_SCALES
 from mim_perception.core.monitoring.ood import OodReference
 from mim_perception.core.preprocess import letterbox
+from mim_perception.core.timing import median_ms
 from mim_perception.inference.manifest import INPUT_NAME, OUTPUT_NAMES, Manifest, load_manifest, write_manifest
 from mim_perception.inference.ort_backend import cpu_session
 
@@ -113,14 +113,7 @@ def quantize_int8(fp32: Path, out: Path, frames: np.ndarray) -> None:
 
 
 def latency_ms(sess: Any, frame: np.ndarray, runs: int = 20) -> float:
-    for _ in range(3):
-        sess.run(None, {INPUT_NAME: frame[None]})
-    t = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        sess.run(None, {INPUT_NAME: frame[None]})
-        t.append((time.perf_counter() - t0) * 1e3)
-    return float(np.median(t))
+    return median_ms(lambda: sess.run(None, {INPUT_NAME: frame[None]}), runs)
 
 
 class OodScorer:
