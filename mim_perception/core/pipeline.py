@@ -40,15 +40,10 @@ class Backend(Protocol):
     seg_stride: int
 
     def infer(self, batch: np.ndarray) -> ModelOutputs:
-        """``batch`` B×3×H×W at ``input_hw``: uint8 BGR, or what the backend's own ``prepare`` returns."""
-        ...
+        """``batch`` B×3×H×W at ``input_hw``: uint8 BGR, or what the backend's own ``prepare`` returns.
 
-
-class Preparer(Protocol):
-    """Backends with their own input contract (external detectors: colour order, scaling, letterbox placement)."""
-
-    def prepare(self, image: np.ndarray) -> tuple[np.ndarray, Geometry]:
-        """H×W×3 uint8 BGR -> (3×H×W model input, camera -> model geometry)."""
+        Optional, for backends with their own input contract (external detectors): ``prepare(image) -> (3×H×W model
+        input, Geometry)`` replaces the letterbox, and ``needs_nms = False`` marks set-prediction outputs."""
         ...
 
 

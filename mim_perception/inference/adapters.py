@@ -9,7 +9,7 @@ pixels are shared (``external.py``). numpy only; no ROS, no torch.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any, ClassVar, Protocol
 
 import cv2
@@ -237,7 +237,6 @@ class Candidates:
     boxes: np.ndarray
     scores: np.ndarray
     classes: np.ndarray
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def best_class(boxes: np.ndarray, class_scores: np.ndarray, threshold: float) -> Candidates:

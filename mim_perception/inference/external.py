@@ -20,7 +20,7 @@ from mim_perception.core.config import config_dir
 from mim_perception.core.errors import ConfigError, ModelLoadError
 from mim_perception.core.labels import LabelSpace
 from mim_perception.core.pipeline import ModelOutputs
-from mim_perception.core.postprocess import select_detections
+from mim_perception.core.postprocess import select_detections, to_camera
 from mim_perception.core.types import Detections
 from mim_perception.inference.adapters import Adapter, Candidates, InputContract, best_class, get_adapter, prepare
 from mim_perception.inference.manifest import Manifest, load_manifest, sha256_file, write_manifest
@@ -104,7 +104,6 @@ class ClassMap:
 
     def apply(self, c: Candidates, names: list[str]) -> Candidates:
         """Candidates in the model's classes -> candidates in ``targets`` (riders fused first)."""
-        keep = np.ones(len(c.classes), bool)
         boxes, classes = c.boxes.copy(), np.full(len(c.classes), -1, np.int64)
         src = np.array(names, dtype=object)[c.classes] if len(c.classes) else np.zeros(0, dtype=object)
         for s, t in self.map.items():
@@ -119,7 +118,7 @@ class ClassMap:
                     v = vehicles[j]
                     boxes[i] = np.concatenate([np.minimum(boxes[i, :2], boxes[v, :2]), np.maximum(boxes[i, 2:], boxes[v, 2:])])
                     classes[i] = self.targets.index(r.target)
-        keep &= classes >= 0
+        keep = classes >= 0
         return Candidates(boxes[keep], c.scores[keep], classes[keep])
 
 
@@ -221,20 +220,10 @@ class ExternalDetector:
     def detect(self, image: np.ndarray, threshold: float = 0.3, nms_iou: float = 0.6, max_detections: int = 100
                ) -> Detections:
         c, geom = self.candidates(image, threshold)
-        if self.adapter.nms:
-            d = select_detections(c.boxes, c.scores, c.classes, score_threshold=threshold, nms_iou=nms_iou,
-                                  max_detections=max_detections)
-        else:
-            order = np.argsort(-c.scores, kind="stable")[:max_detections]
-            d = Detections(c.boxes[order], c.scores[order], c.classes[order])
-        if len(d) == 0:
-            return d
-        h, w = image.shape[:2]
-        b = geom.to_camera(d.boxes)
-        b[:, 0::2] = b[:, 0::2].clip(0, w)
-        b[:, 1::2] = b[:, 1::2].clip(0, h)
-        ok = (b[:, 2] > b[:, 0]) & (b[:, 3] > b[:, 1])
-        return Detections(b[ok], d.scores[ok], d.labels[ok])
+        # as the perception pipeline: set-prediction models are final (IoU > 1 never suppresses)
+        d = select_detections(c.boxes, c.scores, c.classes, score_threshold=threshold,
+                              nms_iou=nms_iou if self.adapter.nms else 1.0, max_detections=max_detections)
+        return to_camera(d, geom, image.shape[:2])
 
 
 def import_model(onnx_path: Path, out: Path, adapter: str, *, classes: str, class_map: Path | None = None,

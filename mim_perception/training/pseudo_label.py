@@ -21,6 +21,7 @@ import numpy as np
 
 from mim_perception.core.errors import ConfigError
 from mim_perception.core.labels import LabelSpace
+from mim_perception.core.tracking.association import iou_matrix
 from mim_perception.core.types import Detections
 from mim_perception.inference.external import ExternalDetector, open_external
 
@@ -36,15 +37,6 @@ class PseudoLabelConfig:
         if not 0.0 <= self.ignore_threshold <= self.threshold <= 1.0:
             raise ConfigError(f"pseudo-label thresholds must satisfy 0 <= ignore ({self.ignore_threshold}) <= "
                               f"threshold ({self.threshold}) <= 1")
-
-
-def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """N×4, M×4 xyxy -> N×M IoU."""
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.clip(rb - lt, 0, None).prod(-1)
-    area = lambda x: np.clip(x[:, 2:] - x[:, :2], 0, None).prod(-1)   # noqa: E731
-    return inter / np.maximum(area(a)[:, None] + area(b)[None, :] - inter, 1e-9)
 
 
 def fuse(per_teacher: Sequence[Detections], iou: float) -> Detections:

@@ -101,9 +101,10 @@ def test_real_teachers_pseudo_labels_find_kitti_cars(realdata: Path, tmp_path: P
     import json
 
     from mim_perception.core.config import config_dir
+    from mim_perception.core.tracking.association import iou_matrix
     from mim_perception.evaluation.real_frames import KittiFilter, kitti_ground_truth
     from mim_perception.inference.external import import_model
-    from mim_perception.training.pseudo_label import PseudoLabelConfig, iou_matrix, pseudo_label
+    from mim_perception.training.pseudo_label import PseudoLabelConfig, pseudo_label
     from mim_perception.training.real_sources import KittiSource
 
     cmap = config_dir() / "class_maps" / "coco_to_driving.yaml"
