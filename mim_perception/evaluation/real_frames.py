@@ -12,6 +12,7 @@ folds into the labelled one (lane_marking or crosswalk on CamVid "road") counts 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -166,3 +167,31 @@ def evaluate_real(bundles: list[str], kitti: KittiSource | None, camvid: CamVidS
         for c in contenders:
             out["models"][c.name]["forward_ms"] = float(np.median(rounds[c.name]))
     return out
+
+
+def _fmt(v: float | None, fmt: str = "{:.3f}") -> str:
+    return "–" if v is None or math.isnan(v) else fmt.format(v)
+
+
+def real_frames_markdown(doc: dict[str, Any]) -> str:
+    """Our bundle and the teachers on held-back real frames (``evaluate-real --json``), forward cost vs YOLOX-nano."""
+    models = doc["models"]
+    ref = next((r.get("forward_ms") for n, r in models.items() if n.startswith("yolox_nano") and r["kind"] == "external"),
+               None)
+    rows = ["| model | kind | input | KITTI car AP50 | pedestrian AP50 | cyclist AP50 | CamVid mIoU (7 classes) | "
+            "forward ms | × YOLOX-nano |", "|---|---|---|---|---|---|---|---|---|"]
+    for name, r in models.items():
+        k = r.get("kitti", {}).get("AP50", {})
+        fwd = r.get("forward_ms")
+        rows.append(f"| {name} | {r['kind']} | {r['input_hw'][0]}×{r['input_hw'][1]} | {_fmt(k.get('car'))} | "
+                    f"{_fmt(k.get('pedestrian'))} | {_fmt(k.get('cyclist'))} | {_fmt(r.get('camvid', {}).get('mIoU'))} | "
+                    f"{_fmt(fwd, '{:.1f}')} | {_fmt(fwd / ref if fwd and ref else None, '{:.2f}')} |")
+    any_k = next((r["kitti"] for r in models.values() if "kitti" in r), None)
+    if any_k is not None:
+        rows.append("")
+        rows.append(f"KITTI {any_k['split']} ({any_k['frames']} frames; moderate-like filter: box ≥ "
+                    f"{any_k['filter']['min_height']:g} px tall, truncation ≤ {any_k['filter']['max_truncation']:g}, "
+                    f"occlusion ≤ {any_k['filter']['max_occlusion']}; ground truth car {any_k['num_gt']['car']}, "
+                    f"pedestrian {any_k['num_gt']['pedestrian']}, cyclist {any_k['num_gt']['cyclist']}); forward: model "
+                    f"only, ONNX Runtime {doc['threads']} threads, interleaved in one process.")
+    return "\n".join(rows) + f"\n\n`{doc.get('command', '?')}`\n"

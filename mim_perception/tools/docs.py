@@ -19,6 +19,7 @@ from typing import Any
 
 from mim_perception.core.config import config_dir
 from mim_perception.core.errors import ConfigError
+from mim_perception.evaluation.real_frames import real_frames_markdown
 from mim_perception.ros.interfaces import NODES
 
 _KEY = re.compile(r"^(?P<indent>\s*)(?P<key>[A-Za-z_]\w*):(?P<rest>.*)$")
@@ -140,30 +141,6 @@ def results_markdown(rdir: Path) -> str:
         model = str(doc.get("model", "–")).split("@")[0]
         rows.append(f"| {_cell(doc.get('title', path.stem))} | {model} | {_cell(res)} | `{_cell(doc.get('command', '?'))}` |")
     return "\n".join(rows) + "\n"
-
-
-def real_frames_markdown(doc: dict[str, Any]) -> str:
-    """Our bundle and the teachers on held-back real frames (``evaluate-real --json``), forward cost vs YOLOX-nano."""
-    models = doc["models"]
-    ref = next((r.get("forward_ms") for n, r in models.items() if n.startswith("yolox_nano") and r["kind"] == "external"),
-               None)
-    rows = ["| model | kind | input | KITTI car AP50 | pedestrian AP50 | cyclist AP50 | CamVid mIoU (7 classes) | "
-            "forward ms | × YOLOX-nano |", "|---|---|---|---|---|---|---|---|---|"]
-    for name, r in models.items():
-        k = r.get("kitti", {}).get("AP50", {})
-        fwd = r.get("forward_ms")
-        rows.append(f"| {name} | {r['kind']} | {r['input_hw'][0]}×{r['input_hw'][1]} | {_num(k.get('car'))} | "
-                    f"{_num(k.get('pedestrian'))} | {_num(k.get('cyclist'))} | {_num(r.get('camvid', {}).get('mIoU'))} | "
-                    f"{_num(fwd, '{:.1f}')} | {_num(fwd / ref if fwd and ref else None, '{:.2f}')} |")
-    any_k = next((r["kitti"] for r in models.values() if "kitti" in r), None)
-    if any_k is not None:
-        rows.append("")
-        rows.append(f"KITTI {any_k['split']} ({any_k['frames']} frames; moderate-like filter: box ≥ "
-                    f"{any_k['filter']['min_height']:g} px tall, truncation ≤ {any_k['filter']['max_truncation']:g}, "
-                    f"occlusion ≤ {any_k['filter']['max_occlusion']}; ground truth car {any_k['num_gt']['car']}, "
-                    f"pedestrian {any_k['num_gt']['pedestrian']}, cyclist {any_k['num_gt']['cyclist']}); forward: model "
-                    f"only, ONNX Runtime {doc['threads']} threads, interleaved in one process.")
-    return "\n".join(rows) + f"\n\n`{doc.get('command', '?')}`\n"
 
 
 def bench_node_markdown(doc: dict[str, Any]) -> str:

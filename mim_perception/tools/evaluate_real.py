@@ -12,37 +12,24 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from pathlib import Path
 
 import cv2
 
-from mim_perception.evaluation.real_frames import evaluate_real
-from mim_perception.training.real_sources import CamVidSource, KittiSource, parse_range
-
-
-def _table(res: dict) -> str:
-    rows = ["| model | input | car AP50 | ped. AP50 | cyclist AP50 | CamVid mIoU | forward ms |", "|---|---|---|---|---|---|---|"]
-    for name, r in res["models"].items():
-        k = r.get("kitti", {}).get("AP50", {})
-        f = lambda v: "—" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}"   # noqa: E731
-        rows.append(f"| {name} | {r['input_hw'][0]}×{r['input_hw'][1]} | {f(k.get('car'))} | {f(k.get('pedestrian'))} | "
-                    f"{f(k.get('cyclist'))} | {f(r.get('camvid', {}).get('mIoU'))} | {r.get('forward_ms', float('nan')):.1f} |")
-    return "\n".join(rows)
+from mim_perception.evaluation.real_frames import evaluate_real, real_frames_markdown
+from mim_perception.training.real_sources import CamVidSource, open_real_source
 
 
 def _main(args: argparse.Namespace) -> int:
-    kitti = camvid = None
-    if args.kitti:
-        root, _, rng = args.kitti.partition(":")
-        kitti = KittiSource(root, parse_range(rng) if rng else None)
+    kitti = open_real_source("kitti", args.kitti.split(":")) if args.kitti else None
+    camvid = None
     if args.camvid:
         root, _, split = args.camvid.partition(":")
-        camvid = CamVidSource(root, split or "test")
+        camvid = CamVidSource(root, split or "test")   # the held-back split unless told otherwise
     frame = cv2.imread(args.timing_frame) if args.timing_frame else (kitti[0].image if kitti else None)
     res = evaluate_real(args.model, kitti, camvid, threads=args.threads, timing_frame=frame)
     res["command"] = args.command_line
-    print(_table(res))
+    print(real_frames_markdown(res))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(res, indent=1, default=float) + "\n")

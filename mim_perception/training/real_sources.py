@@ -199,11 +199,12 @@ class WithBoxes:
     ``mim-perception pseudo-label`` writes). Frames keep their own labels (e.g. CamVid masks, KITTI boxes); boxes
     are added for the JSON's categories, which become annotated classes of every frame the JSON lists."""
 
-    def __init__(self, source: Any, coco_json: Path | str, labels: LabelSpace | None = None) -> None:
+    def __init__(self, source: Any, coco_json: Path | str, labels: LabelSpace | None = None,
+                 doc: dict[str, Any] | None = None) -> None:
         space = labels or LabelSpace.load()
         path = Path(coco_json)
         try:
-            doc = json.loads(path.read_text())
+            doc = doc if doc is not None else json.loads(path.read_text())   # ``doc``: the file, already read
             cats = {int(c["id"]): space.det_index(str(c["name"])) for c in doc["categories"]}
             ids = {int(im["id"]): str(im["file_name"]) for im in doc["images"]}
             anns = doc.get("annotations", [])
@@ -267,9 +268,10 @@ def open_real_source(kind: str, parts: list[str]) -> Any:
     if kind == "boxes":
         path = Path(":".join(parts))
         try:
-            spec = json.loads(path.read_text())["info"]["source"]
+            doc = json.loads(path.read_text())
+            spec = doc["info"]["source"]
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise DatasetError(f"{path}: no info.source spec (write it with `mim-perception pseudo-label`): {e}") from e
         k, _, rest = spec.partition(":")
-        return WithBoxes(open_real_source(k, rest.split(":")), path)
+        return WithBoxes(open_real_source(k, rest.split(":")), path, doc=doc)
     raise ConfigError(f"unknown real data kind {kind!r}")
