@@ -9,10 +9,10 @@ import time
 import numpy as np
 import pytest
 from conftest import wait_for
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from diagnostic_msgs.msg import DiagnosticStatus
 from mim_perception_msgs.msg import FrameLatency
 from sensor_msgs.msg import Image
-from test_perception_graph import TOPIC, _camera, _collect, _image, _params
+from test_perception_graph import TOPIC, _camera, _collect, _collect_diagnostics, _image, _params
 
 from mim_perception.ros.runner import GraphRunner, graph_from_args
 
@@ -42,8 +42,7 @@ def test_malformed_input_warns_with_the_reason_and_the_node_keeps_running(ros_co
     try:
         diags: list[DiagnosticStatus] = []
         lat: list[FrameLatency] = []
-        node.create_subscription(DiagnosticArray, "/diagnostics",
-                                 lambda m: diags.extend(s for s in m.status if s.hardware_id == "front"), 10)
+        _collect_diagnostics(node, "front", diags)
         _collect(node, "/front/perception/out/latency", FrameLatency, lat)
         pub = _camera(node, spin)
         make, reason = CASES[case]
