@@ -25,7 +25,7 @@ import numpy as np
 
 
 def _load(path: str) -> dict[str, Any]:
-    from mim_perception.tools.export import load_replay
+    from mim_perception.core.monitoring.calibration import load_replay
 
     return load_replay(Path(path))
 
@@ -81,14 +81,14 @@ def _combined(p: np.ndarray, t: np.ndarray, ood: tuple[np.ndarray, np.ndarray] |
 
 def main() -> int:
     from mim_perception.core.config import load_config
+    from mim_perception.core.monitoring.calibration import REPLAY_NULL_DRAWS, reference_from_replay
     from mim_perception.core.monitoring.drift import DriftReference
     from mim_perception.core.monitoring.health import MonitorConfig, drift_alarm, ood_alarm
     from mim_perception.core.monitoring.image_stats import KERNEL_SCALES as IMAGE_KERNEL_SCALES
     from mim_perception.core.monitoring.ood import OodReference
     from mim_perception.core.pipeline import PerceptionConfig
+    from mim_perception.evaluation.robustness import auroc
     from mim_perception.inference.manifest import load_manifest
-    from mim_perception.tools.evaluate_robustness import auroc
-    from mim_perception.tools.export import REPLAY_NULL_DRAWS, reference_from_replay
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="models/mim_convnext_atto_cpu")

@@ -92,11 +92,11 @@ def run_config(backend: str, cameras: int, hz: float, seconds: float, images: li
     from vision_msgs.msg import Detection2DArray
 
     from mim_perception.core.config import load_config
+    from mim_perception.evaluation.graph_driver import params_file
     from mim_perception.ros import qos
     from mim_perception.ros.graph import Camera, GraphConfig, describe, fastdds_env, private_domain_id
     from mim_perception.ros.image_msgs import numpy_to_image
     from mim_perception.ros.runner import GraphRunner, spin_in_thread
-    from mim_perception.tools.evaluate import params_file
 
     names = [f"cam{i}" for i in range(cameras)]
     cfg = load_config(GraphConfig, None, {"graph.use_sim_time": False, "graph.perception": True,

@@ -83,12 +83,12 @@ def main() -> int:
     from rclpy.context import Context
     from rclpy.executors import SingleThreadedExecutor
 
-    from mim_perception.bags.io import bag_summary
-    from mim_perception.bags.replay import replay_bag
+    from mim_perception.bags.io import bag_summary, default_demo_bag
     from mim_perception.core.config import load_config
     from mim_perception.ros.graph import Camera, GraphConfig, describe, fastdds_env, private_domain_id
+    from mim_perception.ros.probe import GraphProbe
+    from mim_perception.ros.replay import replay_bag
     from mim_perception.ros.runner import GraphRunner, spin_in_thread
-    from mim_perception.tools.demo import _Probe, default_demo_bag
 
     bag = default_demo_bag()
     image_topic = "/camera/front/image_raw/compressed"
@@ -103,7 +103,7 @@ def main() -> int:
     try:
         runner.start()
         node = rclpy.create_node("mim_soak", context=ctx)
-        probe = _Probe(node, "front", perception=True)
+        probe = GraphProbe(node, "front", perception=True)
         ex = SingleThreadedExecutor(context=ctx)
         ex.add_node(node)
         spin_in_thread(ex, "mim-soak")

@@ -18,8 +18,8 @@ from mim_perception.core.errors import MimPerceptionError
 # verb -> module path; order is the order shown in --help
 VERBS: dict[str, str] = {
     "run": "mim_perception.ros.runner",
-    "replay": "mim_perception.bags.replay",
-    "record": "mim_perception.bags.record",
+    "replay": "mim_perception.ros.replay",
+    "record": "mim_perception.ros.record",
     "bag-from-video": "mim_perception.bags.from_video",
     "bag-info": "mim_perception.bags.info",
     "evaluate-tracking": "mim_perception.tools.evaluate_tracking",

@@ -29,8 +29,8 @@ def main(root: Path, out: Path) -> None:
             v = np.array([r[k] for r in rs], np.float64)
             cell[k] = {"mean": float(np.nanmean(v)), "spread": float((np.nanmax(v) - np.nanmin(v)) / 2), "runs": v.tolist()}
         table[f"{init}@{frac}"] = cell | {"seeds": [r["seed"] for r in rs]}
-        fmt = lambda c: f"{c['mean']:.3f} ± {c['spread']:.3f}"   # noqa: E731
-        print(f"| {init} | {float(frac):.0%} | {len(rs)} | {fmt(cell['car'])} | {fmt(cell['pedestrian'])} | {fmt(cell['mIoU'])} |")
+        cells = " | ".join(f"{cell[k]['mean']:.3f} ± {cell[k]['spread']:.3f}" for k in ("car", "pedestrian", "mIoU"))
+        print(f"| {init} | {float(frac):.0%} | {len(rs)} | {cells} |")
     out.write_text(json.dumps(table, indent=1) + "\n")
 
 

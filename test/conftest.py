@@ -79,8 +79,8 @@ def tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
     from mim_perception.core.labels import LabelSpace
     from mim_perception.nets import build_model
-    from mim_perception.tools.export import export_bundle
     from mim_perception.training.checkpoint import save_checkpoint
+    from mim_perception.training.export import export_bundle
 
     root = tmp_path_factory.mktemp("bundle")
     labels = LabelSpace.load()

@@ -114,6 +114,19 @@ def repo_msg_dirs(repo_root: Path | None = None) -> list[Path]:
     return [root / "interfaces"] if (root / "interfaces").is_dir() else []
 
 
+DEMO_BAG_NAME = "highway_front"
+
+
+def default_demo_bag() -> Path:
+    """The bundled demo drive: demo/ of the source tree, else share/mim_perception/demo of the install."""
+    here = Path(__file__).resolve().parents[2] / "demo" / DEMO_BAG_NAME
+    installed = Path(sys.prefix) / "share" / "mim_perception" / "demo" / DEMO_BAG_NAME
+    for p in (here, installed):
+        if p.exists():
+            return p
+    raise BagError(f"bundled demo bag not found (looked in {here} and {installed}); pass --bag")
+
+
 def installed_msg_dir(package: str) -> Path | None:
     """``share/PACKAGE/msg`` of an installed ROS package (venv prefix or AMENT_PREFIX_PATH), if any."""
     prefixes = [sys.prefix, *filter(None, os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep))]

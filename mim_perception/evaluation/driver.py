@@ -42,8 +42,8 @@ class Driver:
     def __init__(self, node: Any, camera: str, image_topic: str, msgtype: str, outputs: Path, *, mode: str) -> None:
         from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 
-        from mim_perception.bags.replay import message_class
         from mim_perception.ros import qos
+        from mim_perception.ros.replay import message_class
 
         if mode not in MODES:
             raise BagError(f"mode must be one of {MODES}, got {mode!r}")

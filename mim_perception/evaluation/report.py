@@ -200,3 +200,20 @@ def load_report(path: Path) -> dict[str, Any]:
     if not isinstance(doc, dict) or "headline" not in doc:
         raise ConfigError(f"baseline report {path}: not a report.json of mim-perception evaluate")
     return doc
+
+
+def _num(v: Any, sign: str = "") -> str:
+    return f"{'–':>10s}" if v is None or math.isnan(v) else f"{v:{sign}10.4g}"   # NaN / null (JSON): a dash
+
+
+def summary_table(report: dict[str, Any]) -> str:
+    """The headline metrics as a text table (with the baseline and delta columns when there is a baseline)."""
+    lines = [f"{'metric':34s} {'value':>10s}" + (f" {'baseline':>10s} {'delta':>10s}" if "baseline" in report else "")]
+    for k, v in report["headline"].items():
+        line = f"{k:34s} {_num(v)}"
+        if "baseline" in report:
+            b = report["baseline"][k]
+            line += f" {_num(b['baseline'])} {_num(b['delta'], '+')}"
+        lines.append(line)
+    lines += [f"GATE: {v}" for v in report.get("violations") or []]
+    return "\n".join(lines)

@@ -10,9 +10,8 @@ from pathlib import Path
 import cv2
 import pytest
 
-from mim_perception.bags.io import bag_summary
+from mim_perception.bags.io import bag_summary, default_demo_bag
 from mim_perception.cli import main
-from mim_perception.tools.demo import default_demo_bag
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -19,12 +19,12 @@ from mim_perception.core.config import load_config
 from mim_perception.core.labels import LabelSpace
 from mim_perception.core.pipeline import Perceiver, PerceptionConfig
 from mim_perception.core.tracking.tracker import Tracker, TrackerConfig
+from mim_perception.evaluation.graph_driver import ReportConfig, analyse
 from mim_perception.evaluation.media import decode_image
 from mim_perception.evaluation.mot import score
 from mim_perception.evaluation.records import FrameLog, gt_from_bag, gt_topics, read_frames
 from mim_perception.evaluation.scoring import mot_table
 from mim_perception.inference.backends import BackendConfig, load_backend
-from mim_perception.tools.evaluate import analyse
 from mim_perception.training.metrics import SegMeter, evaluate_detections
 
 FRAMES = 16
@@ -109,8 +109,8 @@ def test_baseline_and_thresholds_gate(evaluated: tuple[Path, Path, dict[str, Any
     gate = tmp_path / "gate.yaml"
     gate.write_text("detection.AP50: {min: 0.99}\ndrops.total: {max: 0}\nsegmentation.mIoU: {min: 0.0, max: 1.0}\n")
     log = FrameLog.load(out / "frames.json")
-    again = analyse(bag, tmp_path, log, "front", baseline=tmp_path / "base.json", thresholds=gate, video=False,
-                    foxglove=False)
+    again = analyse(bag, tmp_path, log, "front", ReportConfig(baseline=tmp_path / "base.json", thresholds=gate, video=False,
+                                                        foxglove=False))
     assert again["violations"] == [f"detection.AP50 = {report['headline']['detection.AP50']:.4g} < min 0.99"]
     assert again["baseline"]["detection.AP50"]["delta"] == pytest.approx(report["headline"]["detection.AP50"])
     assert "Against baseline" in (tmp_path / "report.html").read_text()

@@ -123,8 +123,8 @@ def ood_bundle(tiny_bundle, tmp_path_factory):
     import torch
 
     from mim_perception.nets import build_mim
-    from mim_perception.tools.export import attach_ood
     from mim_perception.training.checkpoint import save_checkpoint
+    from mim_perception.training.export import attach_ood
 
     root = tmp_path_factory.mktemp("ood")
     shutil.copytree(tiny_bundle, root / "bundle")

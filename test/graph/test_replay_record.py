@@ -15,10 +15,10 @@ from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CompressedImage
 
 from mim_perception.bags.io import BagWriter, header_stamp_ns, iter_messages, make_typestore
-from mim_perception.bags.record import record_topics
-from mim_perception.bags.replay import ReplayStats, replay_bag
 from mim_perception.core.errors import BagError
 from mim_perception.ros import qos
+from mim_perception.ros.record import record_topics
+from mim_perception.ros.replay import ReplayStats, replay_bag
 
 T0 = 1_700_000_000_000_000_000
 TOPIC = "/cam/image_raw/compressed"

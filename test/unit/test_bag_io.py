@@ -26,8 +26,8 @@ from mim_perception.bags.io import (
     topic_types,
     with_header_stamp,
 )
-from mim_perception.bags.replay import ReplayOptions, loop_period_ns, parse_remap, plan, replay_bag
 from mim_perception.core.errors import BadImageError, BagError
+from mim_perception.ros.replay import ReplayOptions, loop_period_ns, parse_remap, plan, replay_bag
 
 T0 = 1_700_000_000_000_000_000
 IMG = "sensor_msgs/msg/CompressedImage"
@@ -276,7 +276,7 @@ def test_cli_bag_info_and_errors(tmp_path, capsys):
 
 
 def test_replay_and_record_cli_defaults_come_from_the_options():
-    from mim_perception.bags.record import RecordOptions
+    from mim_perception.ros.record import RecordOptions
 
     parser = cli.build_parser({"replay": cli.VERBS["replay"], "record": cli.VERBS["record"]})
     a = parser.parse_args(["replay", "b"])

@@ -8,7 +8,7 @@ import pytest
 
 from mim_perception.cli import main
 from mim_perception.core.errors import ConfigError
-from mim_perception.tools.docs import parameter_rows, splice
+from mim_perception.evaluation.docs_tables import parameter_rows, splice
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -120,7 +120,7 @@ def test_recalibrate_from_a_node_sampled_replay(tiny_bundle, tmp_path) -> None:
 
     from mim_perception.core.monitoring.drift import DriftReference
     from mim_perception.inference.manifest import load_manifest
-    from mim_perception.tools.export import recalibrate_drift_from_replay
+    from mim_perception.training.export import recalibrate_drift_from_replay
 
     bundle = tmp_path / "b"
     shutil.copytree(tiny_bundle, bundle)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from mim_perception.cli import main
-from mim_perception.tools.evaluate_robustness import auroc
+from mim_perception.evaluation.robustness import auroc
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "synth_labelled"
 

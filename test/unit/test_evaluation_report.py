@@ -12,10 +12,10 @@ import yaml
 
 from mim_perception.core.errors import ConfigError
 from mim_perception.core.labels import LabelSpace
+from mim_perception.evaluation.graph_driver import params_file
 from mim_perception.evaluation.records import FrameLog, FrameOutput, GroundTruth, gt_from_dir, gt_topics
 from mim_perception.evaluation.report import baseline_diff, check_thresholds, load_thresholds, write_html, write_json
 from mim_perception.evaluation.scoring import HEADLINE, lookup, mot_table, score_run
-from mim_perception.tools.evaluate import params_file
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "synth_labelled"
 

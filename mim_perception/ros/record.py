@@ -25,8 +25,8 @@ from mim_perception.bags.io import (
     make_typestore,
     repo_msg_dirs,
 )
-from mim_perception.bags.replay import message_class
 from mim_perception.core.errors import BagError
+from mim_perception.ros.replay import message_class
 
 if TYPE_CHECKING:
     from rclpy.context import Context
