@@ -16,7 +16,7 @@ demo: setup
 	$(PY) -m mim_perception.cli demo
 
 lint: setup
-	$(VENV)/bin/ruff check mim_perception test bench launch
+	$(VENV)/bin/ruff check mim_perception test bench launch scripts
 	$(VENV)/bin/mypy mim_perception
 	$(PY) scripts/check_layers.py
 

@@ -5,7 +5,8 @@ A module may import its own layer and lower ones; peers in braces may not import
 bags (the MCAP format) and scale (task fan-out) need nothing but core; sim writes bags and fans out; training
 reads bags and procedural scenes; ros nodes run the model and bridge the simulator; evaluation drives the ROS
 graph and scores what it publishes; tools are the CLI verbs, and no module but the CLI (mim_perception/cli.py)
-may import them, nor may one verb import another; a tools module is a verb (it defines register). Any other import fails `make lint`.
+may import them, nor may one verb import another; a tools module is a verb (it defines register).
+Any other import fails `make lint`.
 Usage: python scripts/check_layers.py [PACKAGE_DIR]
 """
 

@@ -12,6 +12,7 @@ height / 2), no distortion (plumb_bob, d = 0). ``fx/fy/cx/cy`` override any of t
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import re
 import time
@@ -20,7 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
+from tqdm import tqdm
 
 from mim_perception.bags.io import STORAGES, BagWriter, make_typestore
 from mim_perception.core.errors import BadImageError, BagError
@@ -97,7 +100,6 @@ def _natural_key(p: Path) -> list[Any]:
 
 
 def _folder_frames(folder: Path) -> tuple[Iterator[np.ndarray], int, float | None]:
-    import cv2
 
     files = sorted((f for f in folder.iterdir() if f.suffix.lower() in IMAGE_EXTS), key=_natural_key)
     if not files:
@@ -114,7 +116,6 @@ def _folder_frames(folder: Path) -> tuple[Iterator[np.ndarray], int, float | Non
 
 
 def _video_frames(video: Path) -> tuple[Iterator[np.ndarray], int, float | None]:
-    import cv2
 
     cap = cv2.VideoCapture(str(video))
     if not cap.isOpened():
@@ -136,7 +137,6 @@ def _video_frames(video: Path) -> tuple[Iterator[np.ndarray], int, float | None]
 
 
 def _resize(img: np.ndarray, opts: VideoBagOptions) -> np.ndarray:
-    import cv2
 
     if opts.width is None and opts.height is None:
         return img
@@ -147,7 +147,6 @@ def _resize(img: np.ndarray, opts: VideoBagOptions) -> np.ndarray:
 
 
 def _encode(img: np.ndarray, opts: VideoBagOptions) -> np.ndarray:
-    import cv2
 
     params = [cv2.IMWRITE_JPEG_QUALITY, opts.jpeg_quality] if opts.codec == "jpeg" else []
     ok, buf = cv2.imencode(".jpg" if opts.codec == "jpeg" else ".png", img, params)
@@ -159,7 +158,6 @@ def _encode(img: np.ndarray, opts: VideoBagOptions) -> np.ndarray:
 def bag_from_video(source: Path | str, output: Path | str, options: VideoBagOptions | None = None, *,
                    progress: bool = False, **overrides: Any) -> VideoBagStats:
     """Write a camera bag at ``output`` from a video file or a folder of images (natural sort order)."""
-    import dataclasses
 
     opts = dataclasses.replace(options or VideoBagOptions(), **overrides)
     src = Path(source)
@@ -173,7 +171,6 @@ def bag_from_video(source: Path | str, output: Path | str, options: VideoBagOpti
     start_ns = round((time.time() if opts.start_time is None else opts.start_time) * 1e9)
     bar = None
     if progress:
-        from tqdm import tqdm
 
         bar = tqdm(total=count or None, unit="frame", desc="bag-from-video")
     n, shape, k = 0, (0, 0), (0.0,) * 9

@@ -17,6 +17,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from rosbags.rosbag2 import Reader, ReaderError, StoragePlugin, Writer
+from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+from rosbags.typesys.base import Nodetype, TypesysError
+
 from mim_perception.core.errors import BagError
 
 if TYPE_CHECKING:
@@ -64,7 +68,6 @@ class BagSummary:
 
 def make_typestore(msg_dirs: Iterable[Path | str] = ()) -> Typestore:
     """The Kilted typestore with the ``.msg`` packages found under ``msg_dirs`` registered."""
-    from rosbags.typesys import Stores, get_typestore
 
     store = get_typestore(Stores.ROS2_KILTED)
     register_msg_dirs(store, msg_dirs)
@@ -86,8 +89,6 @@ def register_msg_dirs(typestore: Typestore, dirs: Iterable[Path | str]) -> list[
     Each entry may be a ``msg`` folder, a package folder, or a folder of packages (``interfaces/``).
     All types are registered in one call so packages may reference each other in any order.
     """
-    from rosbags.typesys import get_types_from_msg
-    from rosbags.typesys.base import TypesysError
 
     typs: dict[str, object] = {}
     for d in dirs:
@@ -139,7 +140,6 @@ def installed_msg_dir(package: str) -> Path | None:
 
 def _unresolved(typestore: Typestore) -> set[str]:
     """Type names referenced by registered types but not registered themselves."""
-    from rosbags.typesys.base import Nodetype
 
     refs: set[str] = set()
     for _, fields in typestore.fielddefs.values():
@@ -217,7 +217,6 @@ def _resolve(path: Path) -> Path:
 
 def open_reader(path: Path | str) -> Reader:
     """An opened ``rosbags`` Reader for a bag directory (sqlite3 or mcap) or a bare ``.mcap``; BagError if not a bag."""
-    from rosbags.rosbag2 import Reader, ReaderError
 
     target = _resolve(Path(path))
     try:
@@ -305,7 +304,6 @@ class BagWriter:
 
     def __init__(self, path: Path | str, storage: str = "mcap", typestore: Typestore | None = None,
                  msg_dirs: Iterable[Path | str] = ()) -> None:
-        from rosbags.rosbag2 import StoragePlugin, Writer
 
         if storage not in STORAGES:
             raise BagError(f"unknown bag storage {storage!r}; use one of {', '.join(STORAGES)}")

@@ -38,7 +38,7 @@ def config_dir() -> Path:
     candidates.append(Path(__file__).resolve().parents[2] / "config")
     candidates.append(Path(sys.prefix) / "share" / "mim_perception" / "config")
     try:  # apt/colcon installs: the ament index knows the share directory
-        from ament_index_python.packages import get_package_share_directory
+        from ament_index_python.packages import get_package_share_directory  # noqa: PLC0415 -- present only on apt/colcon ROS installs
 
         candidates.append(Path(get_package_share_directory("mim_perception")) / "config")
     except Exception:  # noqa: BLE001, S110 - ament index absent or package not indexed: other candidates apply

@@ -19,9 +19,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+
 from mim_perception.bags.io import BagWriter, header_stamp_ns, repo_msg_dirs, with_header_stamp
 from mim_perception.core.errors import BagError
 from mim_perception.evaluation.records import OUTPUTS, FrameLog, output_prefix
+from mim_perception.ros import qos
+from mim_perception.ros.interfaces import NODES
+from mim_perception.ros.replay import message_class
 
 MODES = ("fast", "realtime")
 FRAME_TIMEOUT_S = 20.0   # s to wait for the node's answer to one frame (the CLI's default too)
@@ -30,7 +35,6 @@ FRAME_TIMEOUT_S = 20.0   # s to wait for the node's answer to one frame (the CLI
 def _output_types() -> dict[str, str]:
     """Perception output name -> message type, from the documented interface table (one source, checked
     against the running node by test_interfaces_table)."""
-    from mim_perception.ros.interfaces import NODES
 
     ports = {p.topic: p.msgtype for p in NODES["perception"][1] if p.direction == "out"}
     return {kind: ports[f"~/out/{kind}"] for kind in OUTPUTS}
@@ -40,10 +44,7 @@ class Driver:
     """Publishes frames on ``image_topic`` from ``node`` (spun by the caller) and records the node's answers."""
 
     def __init__(self, node: Any, camera: str, image_topic: str, msgtype: str, outputs: Path, *, mode: str) -> None:
-        from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 
-        from mim_perception.ros import qos
-        from mim_perception.ros.replay import message_class
 
         if mode not in MODES:
             raise BagError(f"mode must be one of {MODES}, got {mode!r}")

@@ -162,7 +162,7 @@ def _write_media(bag_out: Path, log: FrameLog, outs: Any, drift: Any, labels: La
     if cfg.foxglove:
         media.write_foxglove(bag_out / "foxglove", bag_out / "outputs", log, outs, labels, camera)
     if cfg.rerun:
-        from mim_perception.evaluation.rerun_log import write_rerun
+        from mim_perception.evaluation.rerun_log import write_rerun  # noqa: PLC0415 -- rerun-sdk is optional (viz extra)
 
         write_rerun(bag_out / "run.rrd", bag_out / "outputs", log, outs, drift, labels, camera)
 

@@ -14,8 +14,9 @@ from typing import Any
 
 import cv2
 import numpy as np
+from rosbags.typesys import get_types_from_msg
 
-from mim_perception.bags.io import BagWriter, make_typestore, repo_msg_dirs
+from mim_perception.bags.io import BagWriter, header_stamp_ns, iter_messages, make_typestore, repo_msg_dirs
 from mim_perception.core.labels import LabelSpace
 from mim_perception.core.overlay import draw_overlay
 from mim_perception.core.types import Detections
@@ -71,7 +72,6 @@ def annotate(image: np.ndarray, out: FrameOutput, labels: LabelSpace, caption: s
 
 def frames_of(outputs_bag: Path, log: FrameLog) -> Iterator[tuple[int, np.ndarray]]:
     """(frame index, BGR image) of the frames the driver published, read back from the outputs bag."""
-    from mim_perception.bags.io import header_stamp_ns, iter_messages
 
     store = make_typestore(repo_msg_dirs())
     index = {s: i for i, s in enumerate(log.stamps_ns)}
@@ -158,9 +158,7 @@ def write_foxglove(path: Path, outputs_bag: Path, log: FrameLog, outs: Sequence[
     """MCAP bag: the input frames, ImageAnnotations (boxes, classes, scores, track ids) and a colourised
     segmentation image per answered frame, all on the frame's stamp. Open the .mcap in Foxglove, Image panel
     on the input topic, enable the annotations topic."""
-    from rosbags.typesys import get_types_from_msg
 
-    from mim_perception.bags.io import header_stamp_ns, iter_messages
 
     store = make_typestore(repo_msg_dirs())
     for name, text in FOXGLOVE_MSGS.items():

@@ -13,6 +13,8 @@ from typing import Any
 
 from mim_perception.core.config import load_config
 from mim_perception.core.labels import LabelSpace
+from mim_perception.core.monitoring.health import MonitorConfig
+from mim_perception.evaluation import report as rep
 from mim_perception.evaluation.records import DriftPoint, FrameLog, FrameOutput, GroundTruth, Run, load_run
 from mim_perception.evaluation.scoring import score_run
 
@@ -47,8 +49,6 @@ def merge_runs(runs: Sequence[dict[str, Any]], failed: Sequence[dict[str, Any]],
                thresholds: Path | None = None
                ) -> dict[str, Any]:
     """Score ``runs`` (results of tools.evaluate.evaluate_one) as one, write OUT/report.json and report.html."""
-    from mim_perception.core.monitoring.health import MonitorConfig
-    from mim_perception.evaluation import report as rep
 
     out.mkdir(parents=True, exist_ok=True)
     labels = LabelSpace.load()

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy.optimize import linear_sum_assignment
 
 from mim_perception.core.config import load_config
 from mim_perception.core.errors import MimPerceptionError
@@ -77,7 +78,6 @@ def _drop_ignored(gt: MotTable, res: MotTable) -> tuple[MotTable, MotTable]:
     ignore = gt.conf == 0
     if not ignore.any():
         return gt, res
-    from scipy.optimize import linear_sum_assignment
 
     keep = np.ones(len(res), bool)
     ig = gt.select(ignore)
@@ -109,7 +109,7 @@ def trackeval_data(gt: MotTable, res: MotTable, num_frames: int) -> dict[str, An
 
 
 def score(gt: MotTable, res: MotTable, num_frames: int) -> dict[str, float]:
-    import trackeval
+    import trackeval  # noqa: PLC0415 -- TrackEval (eval extra) only for HOTA
 
     data = trackeval_data(gt, res, num_frames)
     hota = trackeval.metrics.HOTA().eval_sequence(data)

@@ -17,9 +17,10 @@ from typing import Any
 import cv2
 import numpy as np
 
-from mim_perception.bags.io import header_stamp_ns, iter_messages, make_typestore, repo_msg_dirs
+from mim_perception.bags.io import bag_summary, header_stamp_ns, iter_messages, make_typestore, repo_msg_dirs
 from mim_perception.core.errors import BagError, ConfigError
 from mim_perception.core.labels import LabelSpace
+from mim_perception.evaluation.mot import read_mot
 from mim_perception.ros.detection_msgs import detections_to_arrays
 
 OUTPUTS = ("detections", "segmentation", "tracks", "latency", "drift")
@@ -128,7 +129,6 @@ def read_frames(bag: Path, image_topic: str) -> list[tuple[int, bytes, str]]:
 def gt_from_bag(bag: Path, stamps_ns: Sequence[int], det_topic: str, seg_topic: str | None,
                 labels: LabelSpace) -> list[GroundTruth] | None:
     """Ground truth per frame (joined by header stamp); None when the bag has no detection ground truth."""
-    from mim_perception.bags.io import bag_summary
 
     available = bag_summary(bag).topics
     if det_topic not in available:
@@ -154,7 +154,6 @@ def gt_from_bag(bag: Path, stamps_ns: Sequence[int], det_topic: str, seg_topic: 
 def gt_from_dir(directory: Path, n_frames: int, labels: LabelSpace) -> list[GroundTruth]:
     """MOTChallenge layout (``gt/gt.txt`` with 1-based class = detection index + 1, optional ``seg/NNNNNN.png``):
     frame k of the directory is the k-th image of the bag."""
-    from mim_perception.evaluation.mot import read_mot
 
     mot = read_mot(directory / "gt" / "gt.txt", "ground truth")
     out = []
@@ -175,7 +174,6 @@ def outputs_from_bag(outputs: Path, prefix: str, stamps_ns: Sequence[int], label
     index = {s: i for i, s in enumerate(stamps_ns)}
     frames = [FrameOutput() for _ in stamps_ns]
     drift: list[DriftPoint] = []
-    from mim_perception.bags.io import bag_summary
 
     present = [f"{prefix}/{o}" for o in OUTPUTS if f"{prefix}/{o}" in bag_summary(outputs).topics]
     for m in iter_messages(outputs, present):

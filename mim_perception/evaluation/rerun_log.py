@@ -20,7 +20,7 @@ def write_rerun(path: Path, outputs_bag: Path, log: FrameLog, outs: Sequence[Fra
                 labels: LabelSpace, camera: str) -> int:
     """Writes ``path`` (.rrd); returns the number of frames logged."""
     try:
-        import rerun as rr
+        import rerun as rr  # noqa: PLC0415 -- rerun-sdk is optional (viz extra)
     except ImportError as e:
         raise ConfigError("--rerun needs rerun-sdk: pip install -r requirements/viz.txt") from e
     rec = rr.RecordingStream("mim_perception_evaluate")

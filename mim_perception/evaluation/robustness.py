@@ -152,10 +152,10 @@ def _write(out: Path, report: dict[str, Any]) -> None:
                      f"{r.get('ood_auroc_frame', float('nan')):.3f} | "
                      f"{r.get('ood_auroc_window', float('nan')):.3f} | {r['drift_alarm_rate']:.2f} |")
     (out / "robustness.md").write_text("\n".join(lines) + "\n")
-    import matplotlib
+    import matplotlib  # noqa: PLC0415 -- matplotlib (eval extra) loads only to draw the figure
 
     matplotlib.use("Agg")   # before pyplot: no display on a vehicle or in CI
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # noqa: PLC0415 -- after the backend is chosen
 
     rows = [r for r in report["rows"] if r["severity"]]
     names = sorted({r["corruption"] for r in rows})

@@ -17,6 +17,7 @@ import numpy as np
 
 from mim_perception.core.labels import LabelSpace
 from mim_perception.core.tracking.simulate import MotTable
+from mim_perception.evaluation.mot import score
 from mim_perception.evaluation.records import STAGES, DriftPoint, FrameLog, FrameOutput, GroundTruth
 from mim_perception.training.metrics import SegMeter, evaluate_detections
 
@@ -76,7 +77,6 @@ def segmentation_scores(segs: Sequence[np.ndarray | None], gts: Sequence[GroundT
 
 def tracking_scores(tracks: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], gts: Sequence[GroundTruth]
                     ) -> dict[str, float] | None:
-    from mim_perception.evaluation.mot import score
 
     if not gts or all((g.ids < 0).all() for g in gts if len(g.ids)):
         return None   # ground truth without track ids: identity metrics are undefined

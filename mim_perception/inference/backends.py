@@ -8,12 +8,14 @@ an error — never a silent fallback; ``auto`` picks the fastest available and s
 from __future__ import annotations
 
 import importlib.util
+import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from mim_perception.core.config import rng
 from mim_perception.core.errors import ConfigError, ModelLoadError
@@ -40,7 +42,6 @@ class BackendConfig:
 def default_model_dir() -> Path:
     """The shipped default bundle: the one ``models/default.txt`` names (else the first bundle) in the source tree or
     the install share directory."""
-    import sys
 
     for root in (Path(__file__).resolve().parents[2] / "models", Path(sys.prefix) / "share" / "mim_perception" / "models"):
         if not root.is_dir():
@@ -60,7 +61,7 @@ def default_model_dir() -> Path:
 def _cuda_available() -> bool:
     if importlib.util.find_spec("torch") is None:
         return False
-    import torch
+    import torch  # noqa: PLC0415 -- torch (model extra) is asked about only to pick a backend
 
     return bool(torch.cuda.is_available())
 
@@ -89,18 +90,13 @@ def choose(kind: str) -> tuple[str, str]:
     return kind, f"requested: {kind}"
 
 
-def limit_blas_threads(n: int) -> bool:
-    """Cap numpy/scipy's BLAS (OpenBLAS) thread pool of this process at ``n``; False if threadpoolctl is missing.
+def limit_blas_threads(n: int) -> None:
+    """Cap numpy/scipy's BLAS (OpenBLAS) thread pool of this process at ``n``.
 
     Process-wide on purpose: OpenBLAS workers keep spinning after each call, and on a small CPU they then fight
     ONNX Runtime's own threads. Measured with bench/bench_monitoring.py on 2 cores: the drift test's few small
     matrix products cost 15 % of frame time with OpenBLAS's default pool and 0.5 % with one thread."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:   # pragma: no cover - a hard dependency; keep running without it
-        return False
     threadpool_limits(limits=n, user_api="blas")
-    return True
 
 
 def load_backend(cfg: BackendConfig) -> tuple[Backend, Manifest, str]:
@@ -112,21 +108,21 @@ def load_backend(cfg: BackendConfig) -> tuple[Backend, Manifest, str]:
     manifest = load_manifest(bundle, roles=())
     backend: Backend
     if manifest.external and kind in ("onnxruntime", "torch"):
-        from mim_perception.inference.external_backend import ExternalBackend
+        from mim_perception.inference.external_backend import ExternalBackend  # noqa: PLC0415 -- each runtime (onnxruntime, torch, TensorRT) loads only when its backend is chosen
 
         if kind == "torch":   # an external ONNX has no torch weights: ONNX Runtime, said in the reason
             reason += f"; {manifest.name} is an external ONNX model (adapter {manifest.adapter}): ONNX Runtime"
         backend = ExternalBackend(bundle, manifest, cfg)
     elif kind == "onnxruntime":
-        from mim_perception.inference.ort_backend import OrtBackend
+        from mim_perception.inference.ort_backend import OrtBackend  # noqa: PLC0415 -- each runtime (onnxruntime, torch, TensorRT) loads only when its backend is chosen
 
         backend = OrtBackend(bundle, manifest, cfg)
     elif kind == "torch":
-        from mim_perception.inference.torch_backend import TorchCudaBackend
+        from mim_perception.inference.torch_backend import TorchCudaBackend  # noqa: PLC0415 -- each runtime (onnxruntime, torch, TensorRT) loads only when its backend is chosen
 
         backend = TorchCudaBackend(bundle, manifest, cfg)
     else:
-        from mim_perception.inference.tensorrt_backend import TensorRTBackend
+        from mim_perception.inference.tensorrt_backend import TensorRTBackend  # noqa: PLC0415 -- each runtime (onnxruntime, torch, TensorRT) loads only when its backend is chosen
 
         backend = TensorRTBackend(bundle, manifest, cfg)
     return backend, manifest, reason

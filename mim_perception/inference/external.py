@@ -9,6 +9,7 @@ the evaluation of teachers beside our model.
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,11 +20,13 @@ import yaml
 from mim_perception.core.config import config_dir
 from mim_perception.core.errors import ConfigError, ModelLoadError
 from mim_perception.core.labels import LabelSpace
+from mim_perception.core.monitoring.drift import DriftReference
 from mim_perception.core.pipeline import ModelOutputs
 from mim_perception.core.postprocess import select_detections, to_camera
 from mim_perception.core.types import Detections
 from mim_perception.inference.adapters import Adapter, Candidates, InputContract, best_class, get_adapter, prepare
 from mim_perception.inference.manifest import Manifest, load_manifest, sha256_file, write_manifest
+from mim_perception.inference.ort_backend import cpu_session
 
 
 def load_class_names(spec: str) -> list[str]:
@@ -193,7 +196,6 @@ class ExternalDetector:
     @classmethod
     def open(cls, onnx_path: Path, adapter: str, *, class_names: list[str], class_map: ClassMap | None = None,
              contract: InputContract | None = None, threads: int = 2) -> ExternalDetector:
-        from mim_perception.inference.ort_backend import cpu_session
 
         a = get_adapter(adapter)
         sess = cpu_session(onnx_path, threads)
@@ -231,7 +233,6 @@ def import_model(onnx_path: Path, out: Path, adapter: str, *, classes: str, clas
     """Copy an external ONNX detector into a verified bundle ``out`` (model.onnx + manifest.json): the adapter must
     match the outputs, the input the contract, the class map the model's classes; fails with ModelLoadError or
     ConfigError naming the problem, before anything is written."""
-    import shutil
 
     names = load_class_names(classes)
     cmap = ClassMap.load(class_map) if class_map else ClassMap.identity(names)
@@ -240,7 +241,6 @@ def import_model(onnx_path: Path, out: Path, adapter: str, *, classes: str, clas
     shutil.copyfile(onnx_path, out / "model.onnx")
     files = {"onnx": "model.onnx"}
     if image_reference is not None:   # image statistics do not depend on the model: any bundle's reference serves
-        from mim_perception.core.monitoring.drift import DriftReference
 
         DriftReference.load(image_reference)   # ModelLoadError if it is not one
         shutil.copyfile(image_reference, out / "image_reference.npz")

@@ -19,7 +19,7 @@ def cpu_session(path: Path, threads: int) -> Any:
     """An ONNX Runtime CPU session of ``path`` with ``threads`` intra-op threads (the one way every part of the
     project opens an ONNX file); ModelLoadError when ONNX Runtime is missing or the graph cannot be loaded."""
     try:
-        import onnxruntime as ort
+        import onnxruntime as ort  # noqa: PLC0415 -- ONNX Runtime (model extra): its absence becomes a ModelLoadError
 
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads

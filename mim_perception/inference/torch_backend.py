@@ -15,10 +15,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import torch
 
 from mim_perception.core.errors import ModelLoadError
 from mim_perception.core.pipeline import ModelOutputs
 from mim_perception.inference.manifest import Manifest, load_manifest
+from mim_perception.nets import build_model
+from mim_perception.nets.checkpoint import load_into, load_state
+from mim_perception.nets.model import ExportModule
 
 if TYPE_CHECKING:
     from mim_perception.inference.backends import BackendConfig
@@ -26,9 +30,6 @@ if TYPE_CHECKING:
 
 def build_export_module(bundle: Path, manifest: Manifest) -> Any:
     """The bundle's torch weights in the registry architecture, wrapped to return the export outputs."""
-    from mim_perception.nets import build_model
-    from mim_perception.nets.checkpoint import load_into, load_state
-    from mim_perception.nets.model import ExportModule
 
     path = load_manifest(bundle, roles=("torch",)).path(bundle, "torch")
     model = build_model(manifest.architecture, len(manifest.detection_classes), len(manifest.segmentation_classes))
@@ -41,7 +42,6 @@ class TorchCudaBackend:
     name = "torch"
 
     def __init__(self, bundle: Path, manifest: Manifest, cfg: BackendConfig, device: str = "cuda") -> None:
-        import torch
 
         self.torch = torch
         self.device = torch.device(device)

@@ -25,8 +25,8 @@ NEVER_FIRE_BIAS = -12.0   # a class no real source labels (traffic_cone): sigmoi
 def onnx_convs(path: Path) -> list[tuple[np.ndarray, np.ndarray | None]]:
     """(weight, bias) of every Conv node of an ONNX graph, in node order."""
     try:
-        import onnx
-        from onnx import numpy_helper
+        import onnx  # noqa: PLC0415 -- onnx (model extra): a clear error without it
+        from onnx import numpy_helper  # noqa: PLC0415 -- as above
     except ImportError as e:   # pragma: no cover - onnx is a training dependency
         raise ModelLoadError("importing ONNX weights needs the onnx package") from e
     try:

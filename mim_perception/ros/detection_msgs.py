@@ -39,7 +39,7 @@ def detections_to_arrays(msg: Any, dtype: Any = np.float32) -> tuple[np.ndarray,
 def arrays_to_detections(header: object, boxes: np.ndarray, scores: np.ndarray, names: Sequence[str],
                          ids: Sequence[str] | None = None) -> Detection2DArray:
     """Boxes N×4 xyxy -> Detection2DArray on ``header`` (the camera image's stamp and frame_id)."""
-    from vision_msgs.msg import Detection2D, Detection2DArray, ObjectHypothesisWithPose
+    from vision_msgs.msg import Detection2D, Detection2DArray, ObjectHypothesisWithPose  # noqa: PLC0415 -- the numpy side of this module runs without ROS (bag evaluation)
 
     out = Detection2DArray(header=header)
     b = np.asarray(boxes, np.float64).reshape(-1, 4)

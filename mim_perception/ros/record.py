@@ -10,12 +10,20 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import signal
 import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import rclpy
+from rclpy.context import Context
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.signals import SignalHandlerOptions
+from tqdm import tqdm
 
 from mim_perception.bags.io import (
     STORAGES,
@@ -95,7 +103,6 @@ def resolve_types(node: Node, topics: Sequence[str], timeout: float,
 
 
 def _subscription_qos(node: Node, topic: str, opts: RecordOptions) -> Any:
-    from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 
     if opts.qos == "auto":
         infos = node.get_publishers_info_by_topic(topic)
@@ -116,8 +123,6 @@ def record_topics(output: Path | str, topics: Sequence[str], options: RecordOpti
     beside other nodes of the same context. ``ready_event`` is set once the subscriptions exist.
     ``overrides`` are RecordOptions fields (``storage="sqlite3", max_messages=30, ...``).
     """
-    import rclpy
-    from rclpy.executors import SingleThreadedExecutor
 
     opts = dataclasses.replace(options or RecordOptions(), **overrides)
     if not topics:
@@ -125,8 +130,6 @@ def record_topics(output: Path | str, topics: Sequence[str], options: RecordOpti
     stop = stop_event or threading.Event()
     own_ctx = None
     if context is None:
-        from rclpy.context import Context
-        from rclpy.signals import SignalHandlerOptions
 
         own_ctx = context = Context()
         rclpy.init(context=own_ctx, signal_handler_options=SignalHandlerOptions.NO)
@@ -154,7 +157,6 @@ def _spin(node: Node, executor: Any, writer: BagWriter, stats: RecordStats, opts
     clock = node.get_clock()
     bar = None
     if progress:
-        from tqdm import tqdm
 
         bar = tqdm(total=opts.max_messages, unit="msg", desc="record")
 
@@ -209,7 +211,6 @@ def register(subparsers: argparse._SubParsersAction, verb: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import signal
 
     output = args.output or time.strftime("rosbag2_%Y_%m_%d-%H_%M_%S")
     opts = RecordOptions(storage=args.storage, duration=args.duration, max_messages=args.max_messages,

@@ -16,12 +16,21 @@ import argparse
 import dataclasses
 import importlib
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
+
+import rclpy
+from builtin_interfaces.msg import Time
+from rclpy.context import Context
+from rclpy.duration import Duration
+from rclpy.signals import SignalHandlerOptions
+from rosgraph_msgs.msg import Clock
+from tqdm import tqdm
 
 from mim_perception.bags.io import (
     BagMessage,
@@ -33,7 +42,9 @@ from mim_perception.bags.io import (
     make_typestore,
     with_header_stamp,
 )
+from mim_perception.core.config import config_dir
 from mim_perception.core.errors import BagError
+from mim_perception.ros import qos
 
 if TYPE_CHECKING:
     from rclpy.context import Context
@@ -170,7 +181,6 @@ def message_class(msgtype: str) -> Any:
 
 
 def _qos_for(msgtype: str, choice: str) -> Any:
-    from mim_perception.ros import qos
 
     if choice == "auto":
         return qos.SENSOR if msgtype in IMAGE_TYPES else qos.RELIABLE
@@ -199,13 +209,10 @@ def replay_bag(path: Path | str, node: Node | None = None, options: ReplayOption
     names = [t for t in (opts.topics or summary.topics) if not (opts.clock and t == "/clock")]
     if not names:
         raise BagError(f"bag {path} has no topics to replay")
-    import rclpy  # after the bag checks: bad input fails fast, without ROS
 
     stop = stop_event or threading.Event()
     own_ctx = None
     if node is None and context is None:
-        from rclpy.context import Context
-        from rclpy.signals import SignalHandlerOptions
 
         own_ctx = context = Context()
         rclpy.init(context=own_ctx, signal_handler_options=SignalHandlerOptions.NO)
@@ -249,10 +256,7 @@ def _wait_for_subscribers(node: Node, pubs: dict[str, Any], opts: ReplayOptions,
 
 def _run(node: Node, path: Path | str, names: list[str], summary: Any, opts: ReplayOptions, *,
          stop: threading.Event, progress: bool) -> ReplayStats:
-    from builtin_interfaces.msg import Time
-    from rosgraph_msgs.msg import Clock
 
-    from mim_perception.ros import qos
 
     pubs, stamped = _publishers(node, names, summary, opts)
     clock_pub = node.create_publisher(Clock, "/clock", qos.RELIABLE) if opts.clock else None
@@ -304,7 +308,6 @@ def _run(node: Node, path: Path | str, names: list[str], summary: Any, opts: Rep
 
 def _flush(pubs: list[Any], timeout: float) -> None:
     """Let the last messages leave before the node goes: destroying it at once drops them (measured)."""
-    from rclpy.duration import Duration
 
     deadline = time.monotonic() + timeout
     for p in pubs:  # reliable: until acknowledged
@@ -317,7 +320,6 @@ def _progress(total: int | None, enabled: bool) -> Callable[[int], None]:
     """A callable advancing a tqdm bar by n (n = 0 closes it); a no-op when disabled."""
     if not enabled:
         return lambda n: None
-    from tqdm import tqdm
 
     bar = tqdm(total=total, unit="msg", desc="replay")
     return lambda n: bar.update(n) if n else bar.close()
@@ -360,7 +362,6 @@ def register(subparsers: argparse._SubParsersAction, verb: str) -> None:
 
 def large_data_env() -> dict[str, str]:
     """Fast DDS profile for camera-sized messages; must be in the environment before rclpy.init."""
-    from mim_perception.core.config import config_dir
 
     if os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE"):
         return {}
@@ -369,7 +370,6 @@ def large_data_env() -> dict[str, str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    import signal
 
     opts = ReplayOptions(rate=args.rate, loops=args.loops, start=args.start, duration=args.duration,
                          topics=tuple(args.topics) if args.topics else None,

@@ -16,8 +16,12 @@ import threading
 import time
 from typing import Any
 
+import rclpy
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
+
 from mim_perception.core.config import load_config
 from mim_perception.core.errors import MimPerceptionError
+from mim_perception.inference.backends import SharedBackends
 from mim_perception.ros.graph import Camera, GraphConfig, NodeSpec, describe, fastdds_env, ros_args
 
 
@@ -35,12 +39,10 @@ class GraphRunner:
         self.nodes: list[Any] = []
         self._executor: Any = None
         self._thread: threading.Thread | None = None
-        from mim_perception.inference.backends import SharedBackends
 
         self.shared_backends = SharedBackends()   # cameras with the same model settings load it once
 
     def start(self) -> GraphRunner:
-        from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
 
         for spec in self.specs:
             module, _, cls_name = spec.factory.partition(":")
@@ -82,7 +84,6 @@ class GraphRunner:
 
 def spin_in_thread(executor: Any, name: str) -> threading.Thread:
     """Spin ``executor`` in a daemon thread until it or its context is shut down (which ends the thread quietly)."""
-    from rclpy.executors import ExternalShutdownException
 
     def spin() -> None:
         try:
@@ -107,7 +108,6 @@ def graph_from_args(params_file: str | None, cameras: list[str], use_sim_time: b
 def run(args: argparse.Namespace) -> int:
     cfg, specs = graph_from_args(args.params_file, args.camera, True if args.use_sim_time else None)
     os.environ.update(fastdds_env(cfg))  # before rclpy.init: Fast DDS reads it at participant creation
-    import rclpy
 
     rclpy.init()
     runner = GraphRunner(specs, threads=cfg.executor_threads, keep_failed=True)

@@ -107,7 +107,7 @@ def _pool(fn: Callable[[Any], Any], items: Sequence[Any], workers: int, retries:
 def _ray(fn: Callable[[Any], Any], items: Sequence[Any], address: str, workers: int, retries: int, num_cpus: float,
          memory_mb: int, on_done: Callable[[Outcome], None] | None) -> list[Outcome]:
     try:
-        import ray
+        import ray  # noqa: PLC0415 -- Ray is optional (--ray-address)
     except ImportError as e:
         raise ConfigError("--ray-address needs Ray: pip install 'ray>=2.9'") from e
     started = False

@@ -35,6 +35,7 @@ from mim_perception.core.labels import LabelSpace
 from mim_perception.scale.fanout import RETRIES, FanoutFailed, Outcome, run_tasks
 from mim_perception.sim.synth_cli import write_images, write_mot
 from mim_perception.sim.synthetic import SceneConfig, SyntheticScene, SynthFrame
+from mim_perception.sim.to_bag import frames_to_bag
 
 TEST_SEED_OFFSET = 1_000_000
 SOURCES = ("synthetic", "metadrive")
@@ -118,7 +119,6 @@ def generate_episode(cfg: GenConfig, out: Path, episode: int) -> dict[str, Any]:
             frames = write_coco(frames, tmp / "coco.json", labels.detection)
         frames = write_images(frames, tmp, with_seg=cfg.labelled)
         if cfg.bag:
-            from mim_perception.sim.to_bag import frames_to_bag
 
             frames = _tee(frames, counts, camera, labels)
             frames_to_bag(frames, tmp / "bag", labels.detection, gt_detections=cfg.labelled, gt_segmentation=cfg.labelled)

@@ -20,6 +20,7 @@ import cv2
 from mim_perception.core.errors import ConfigError
 from mim_perception.core.labels import LabelSpace
 from mim_perception.sim.synthetic import SceneConfig, SyntheticScene, SynthFrame
+from mim_perception.sim.to_bag import frames_to_bag
 
 
 def write_mot(frames: Iterable[SynthFrame], out: Path, *, fps: float, width: int, height: int,
@@ -72,7 +73,6 @@ def generate(out: Path, cfg: SceneConfig, *, bag: bool, mot: bool, images: bool,
         frames = write_images(frames, out)
     out.mkdir(parents=True, exist_ok=True)
     if bag:
-        from mim_perception.sim.to_bag import frames_to_bag
 
         return frames_to_bag(frames, out / "bag", labels.detection, camera=camera, compressed=compressed,
                              gt_segmentation=gt_segmentation, jpeg_quality=jpeg_quality)

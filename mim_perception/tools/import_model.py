@@ -14,10 +14,10 @@ import json
 from pathlib import Path
 
 from mim_perception.inference.adapters import ADAPTERS, InputContract, get_adapter
+from mim_perception.inference.external import import_model
 
 
 def _main(args: argparse.Namespace) -> int:
-    from mim_perception.inference.external import import_model
 
     contract = None
     if args.height or args.width:

@@ -18,7 +18,11 @@ from torch import nn
 
 from mim_perception.core.config import rng
 from mim_perception.core.errors import ConfigError
+from mim_perception.training import real_sources as R
+from mim_perception.training import sources as S
 from mim_perception.training.data import Source
+from mim_perception.training.label_maps import load_mask_map
+from mim_perception.training.sources import ConcatSource
 
 PARAMS = "training.param.yaml"
 # COCO / BDD100K / Cityscapes category names -> the stack's detection classes (config/labels.yaml).
@@ -95,8 +99,6 @@ def open_source(spec: str, *, cache_dir: Path, labelled: bool) -> Source:
     real driving data: ``camvid:ROOT:SPLIT`` · ``kitti:ROOT[:FIRST-LAST]`` · ``video:FILE[:STRIDE]`` ·
     ``boxes:JSON`` (a `pseudo-label` output: its source with the boxes attached).
     """
-    from mim_perception.training import real_sources as R
-    from mim_perception.training import sources as S
 
     kind, _, rest = spec.partition(":") if ":" in spec and spec.split(":", 1)[0] in (
         "images", "bag", "coco", "synthetic", *REAL_KINDS) else ("dir", "", spec)
@@ -114,7 +116,6 @@ def open_source(spec: str, *, cache_dir: Path, labelled: bool) -> Source:
             return S.ImageFolderSource(rest)
         if kind == "bag":
             return S.BagSource(parts[0], parts[1], stride=int(parts[2]) if len(parts) > 2 else 1)
-        from mim_perception.training.label_maps import load_mask_map
 
         return S.CocoSource(parts[0], parts[1], parts[2] if len(parts) > 2 else None, class_map=COCO_CLASS_MAP,
                             mask_map=load_mask_map(parts[3]) if len(parts) > 3 else None)
@@ -123,7 +124,6 @@ def open_source(spec: str, *, cache_dir: Path, labelled: bool) -> Source:
 
 
 def _open_dir(root: Path, labelled: bool) -> Source:
-    from mim_perception.training import sources as S
 
     if (root / "episodes").is_dir():
         root = root / "episodes"
@@ -135,7 +135,6 @@ def _open_dir(root: Path, labelled: bool) -> Source:
 def open_sources(specs: Sequence[str], *, cache_dir: Path, labelled: bool) -> Source:
     """Several data specs as one source; generated sources are prepared here, before DataLoader workers
     start (otherwise each worker would generate the same missing episode)."""
-    from mim_perception.training.sources import ConcatSource
 
     srcs = [open_source(s, cache_dir=cache_dir, labelled=labelled) for s in specs]
     for s in srcs:

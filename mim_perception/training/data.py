@@ -125,7 +125,7 @@ class SampleDataset(Dataset[Sample]):
 
 def collate(samples: Sequence[Sample]) -> tuple[torch.Tensor, list[dict[str, torch.Tensor]], torch.Tensor]:
     """Samples of one size -> (images uint8 B×3×H×W BGR, targets [{"boxes" float32 N×4, "labels" int64 N}], seg uint8 B×H×W)."""
-    import torch
+    import torch  # noqa: PLC0415 -- data sources work without torch (model extra); only batching for training needs it
 
     if not samples:
         raise ValueError("collate: empty batch")

@@ -26,6 +26,7 @@ from torch import nn
 from torch.utils.data import Dataset, DistributedSampler
 
 from mim_perception.core.errors import ConfigError, ModelLoadError
+from mim_perception.training.checkpoint import load_into, load_state
 
 
 @dataclass(frozen=True)
@@ -150,7 +151,6 @@ def stop_requested(out: Path, d: Dist) -> bool:
 def resume(out: Path, model: nn.Module, opt: torch.optim.Optimizer, d: Dist, ema: nn.Module | None = None
            ) -> tuple[int, int, list[dict[str, Any]]]:
     """(step, epoch, history) from ``OUT/last.pt`` if present, model/optimiser/EMA restored; else (0, 0, [])."""
-    from mim_perception.training.checkpoint import load_into
 
     path = out / "last.pt"
     if not path.exists():
@@ -181,7 +181,6 @@ def save_state(path: Path, **state: Any) -> None:
 
 
 def load_state_file(path: Path) -> dict[str, Any]:
-    from mim_perception.training.checkpoint import load_state
 
     state: dict[str, Any] = dict(load_state(path))   # weights_only; a corrupt file stops the run, never restarts it
     if "step" not in state:

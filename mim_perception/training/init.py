@@ -18,6 +18,7 @@ from torch import nn
 
 from mim_perception.core.errors import ModelLoadError
 from mim_perception.core.labels import LabelSpace
+from mim_perception.nets.onnx_import import load_yolox_onnx, select_classes
 from mim_perception.training.checkpoint import load_into, load_state
 
 MIM_ONLY = ("proj.", "mask_token", "decoder.", "pred.", "normalize.")   # parts of a MaskedAutoencoder, not of a detector
@@ -26,7 +27,6 @@ MIM_ONLY = ("proj.", "mask_token", "decoder.", "pred.", "normalize.")   # parts 
 def initial_state(path: Path, labels: LabelSpace) -> dict[str, torch.Tensor]:
     """State dict from a YOLOX ONNX graph (.onnx) or a checkpoint (.pt)."""
     if path.suffix == ".onnx":
-        from mim_perception.nets.onnx_import import load_yolox_onnx, select_classes
 
         coco = load_yolox_onnx(path, len(labels.segmentation))
         return {k: v for k, v in select_classes(coco, list(labels.detection)).state_dict().items()

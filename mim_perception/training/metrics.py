@@ -56,7 +56,7 @@ def evaluate_detections(predictions: Sequence[Prediction], ground_truths: Sequen
     ``curves``: also ``"pr_curve50"``, per class the precision at recall 0, 0.01, ..., 1 at IoU 0.5 (NaN where
     the class has no ground truth).
     """
-    from faster_coco_eval import COCO, COCOeval_faster
+    from faster_coco_eval import COCO, COCOeval_faster  # noqa: PLC0415 -- faster-coco-eval (eval extra) only for COCO mAP
 
     if len(predictions) != len(ground_truths):
         raise ConfigError(f"evaluate_detections: {len(predictions)} predictions for {len(ground_truths)} images")

@@ -24,6 +24,7 @@ from mim_perception.core.labels import LabelSpace
 from mim_perception.core.tracking.association import iou_matrix
 from mim_perception.core.types import Detections
 from mim_perception.inference.external import ExternalDetector, open_external
+from mim_perception.training.common import open_source
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,6 @@ def label_frames(source: Any, teachers: Sequence[ExternalDetector], cfg: PseudoL
 def pseudo_label(spec: str, teacher_bundles: Sequence[Path], out: Path, cfg: PseudoLabelConfig,
                  progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Label every frame of data spec ``spec`` with the teachers; write the COCO JSON ``out``; -> summary."""
-    from mim_perception.training.common import open_source
 
     if not teacher_bundles:
         raise ConfigError("pseudo-label needs at least one --teacher bundle")

@@ -14,16 +14,19 @@ import shutil
 import uuid
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 
+from mim_perception.bags.io import iter_messages, make_typestore, topic_types
 from mim_perception.core import imageconv
 from mim_perception.core.errors import BadImageError, BagError, ConfigError, DatasetError
 from mim_perception.core.labels import LabelSpace
+from mim_perception.sim import synthetic
+from mim_perception.sim.synthetic import SceneConfig, SyntheticScene
 from mim_perception.training.data import Sample
 from mim_perception.training.label_maps import MaskMap
 
@@ -67,8 +70,6 @@ class SyntheticSource:
     # Positional order mirrors the scene settings it forwards (SceneConfig); the rest is keyword-only.
     def __init__(self, episodes: int, frames_per_episode: int, seed: int, width: int, height: int, stride: int, *,
                  cache_dir: Path | str, jpeg_quality: int, min_visibility: float = 0.0, min_size: float = 0.0) -> None:
-        from mim_perception.sim import synthetic
-        from mim_perception.sim.synthetic import SceneConfig
 
         if episodes < 1 or frames_per_episode < 1 or stride < 1:
             raise ConfigError(f"SyntheticSource: episodes, frames_per_episode and stride must be >= 1, "
@@ -109,9 +110,7 @@ class SyntheticSource:
         self._ready.add(e)
 
     def _generate(self, e: int, final: Path) -> None:
-        from dataclasses import replace
 
-        from mim_perception.sim.synthetic import SyntheticScene
 
         # Written to a private directory then renamed: concurrent workers may race, the first rename wins.
         tmp = final.parent / f".tmp-{final.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
@@ -345,7 +344,6 @@ class BagSource:
     TYPES = ("sensor_msgs/msg/CompressedImage", "sensor_msgs/msg/Image")
 
     def __init__(self, bag_path: Path | str, image_topic: str, *, stride: int = 1, max_frames: int | None = None) -> None:
-        from mim_perception.bags.io import iter_messages, make_typestore, topic_types
 
         if stride < 1:
             raise ConfigError(f"BagSource: stride must be >= 1, got {stride}")

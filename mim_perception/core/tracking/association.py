@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
+from scipy.sparse import csr_matrix
+from scipy.sparse.csgraph import min_weight_full_bipartite_matching
 
 try:  # lap's lapjv is the dense solver ByteTrack uses; without it scipy solves every size (same optimum)
     import lap as _lap
@@ -170,8 +172,6 @@ def _assign_sparse(rows: np.ndarray, cols: np.ndarray, cost: np.ndarray, nr: int
     cost_limit/2 (i unmatched), dummy of column j -> j likewise, and dummy(j) -> dummy(i) costs 0 for each
     real edge (i, j), so every perfect matching is a valid partial matching at the same total cost.
     """
-    from scipy.sparse import csr_matrix
-    from scipy.sparse.csgraph import min_weight_full_bipartite_matching
 
     e = len(rows)
     ar_r, ar_c = np.arange(nr), np.arange(nc)

@@ -31,9 +31,11 @@ from mim_perception.core.monitoring.drift import DriftDetector, DriftReference
 from mim_perception.core.monitoring.health import Level, MonitorConfig, drift_alarm, judge, ood_alarm
 from mim_perception.core.monitoring.image_stats import FEATURES as IMAGE_FEATURES
 from mim_perception.core.monitoring.ood import OodMonitor
+from mim_perception.core.overlay import draw_overlay
 from mim_perception.core.pipeline import Perceiver, PerceptionConfig, PerceptionResult
 from mim_perception.core.tracking.tracker import Tracker, TrackerConfig
 from mim_perception.inference.backends import BackendConfig, SharedBackends, default_model_dir, load_backend
+from mim_perception.inference.ood_model import load_ood
 from mim_perception.ros import qos
 from mim_perception.ros.detection_msgs import arrays_to_detections
 from mim_perception.ros.diagnostics import to_array, to_status
@@ -153,7 +155,6 @@ class PerceptionNode(MimLifecycleNode):
             self.ood = None
 
     def _load_ood(self, bundle: Path) -> OodMonitor | None:
-        from mim_perception.inference.ood_model import load_ood
 
         if "ood" not in self.manifest.files or self.pcfg.ood_every == 0:   # not a fault: said in the values
             return None
@@ -257,7 +258,6 @@ class PerceptionNode(MimLifecycleNode):
         if r.tracks is not None:
             self.track_pub.publish(tracks_to_msg(header, r.tracks, self.vocab))
         if self.overlay_pub.get_subscription_count() > 0:   # only drawn while someone looks
-            from mim_perception.core.overlay import draw_overlay
 
             palette = np.asarray(self.manifest.segmentation_palette_bgr, np.uint8)
             self.overlay_pub.publish(numpy_to_image(draw_overlay(image, r, palette, self.manifest.detection_classes),
