@@ -91,8 +91,7 @@ def run_config(backend: str, cameras: int, hz: float, seconds: float, images: li
     from sensor_msgs.msg import Image
     from vision_msgs.msg import Detection2DArray
 
-    from mim_perception.core.config import load_config
-    from mim_perception.evaluation.graph_driver import params_file
+    from mim_perception.core.config import load_config, override_params_file
     from mim_perception.ros import qos
     from mim_perception.ros.graph import Camera, GraphConfig, describe, fastdds_env, private_domain_id
     from mim_perception.ros.image_msgs import numpy_to_image
@@ -102,7 +101,7 @@ def run_config(backend: str, cameras: int, hz: float, seconds: float, images: li
     cfg = load_config(GraphConfig, None, {"graph.use_sim_time": False, "graph.perception": True,
                                           "graph.camera_monitor": False}, prefix="graph.")
     os.environ.update(fastdds_env(cfg))
-    user = params_file(tmp, model, [f"backend.intra_op_threads={os.cpu_count() or 1}", *BACKEND_PARAMS[backend]])
+    user = override_params_file(tmp, model, [f"backend.intra_op_threads={os.cpu_count() or 1}", *BACKEND_PARAMS[backend]])
     specs = describe(cfg, [Camera.parse(f"{n}=/bench/{n}/image_raw") for n in names], str(user) if user else None)
     ctx = Context()
     rclpy.init(context=ctx, domain_id=private_domain_id())

@@ -171,3 +171,25 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: Mapping
         params.update(overrides)
     section = {k: v for k, v in params.items() if k.startswith(prefix)}
     return from_params(cls, section, prefix)
+
+
+def override_params_file(out: Path, model: str | None, params: list[str]) -> Path | None:
+    """``--param key.sub=value`` (+ ``--model``) as OUT/params.yaml, a ROS parameter file applied after config/
+    (values parsed as YAML); None when there is nothing to override."""
+    flat: dict[str, Any] = {}
+    if model:
+        flat["backend.model"] = str(Path(model).resolve())
+    for p in params:
+        key, sep, value = p.partition("=")
+        if not sep or not key or "." not in key:
+            raise ConfigError(f"--param {p!r} must look like section.name=value, e.g. perception.score_threshold=0.1")
+        flat[key] = yaml.safe_load(value)
+    if not flat:
+        return None
+    nested: dict[str, Any] = {}
+    for key, value in flat.items():
+        section, name = key.split(".", 1)
+        nested.setdefault(section, {})[name] = value
+    path = out / "params.yaml"
+    path.write_text(yaml.safe_dump({"/**": {"ros__parameters": nested}}))
+    return path

@@ -18,12 +18,11 @@ from typing import Any
 
 import cv2
 import rclpy
-import yaml
 from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
 
 from mim_perception.bags.io import bag_summary
-from mim_perception.core.config import load_config
+from mim_perception.core.config import load_config, override_params_file
 from mim_perception.core.errors import BagError, ConfigError
 from mim_perception.core.labels import LabelSpace
 from mim_perception.core.monitoring.health import MonitorConfig
@@ -78,27 +77,6 @@ class ReportConfig:
     video: bool = True
     foxglove: bool = True
     rerun: bool = False
-
-
-def params_file(out: Path, model: str | None, params: list[str]) -> Path | None:
-    """``--param key.sub=value`` (+ ``--model``) as a ROS parameter file applied after config/ (values parsed as YAML)."""
-    flat: dict[str, Any] = {}
-    if model:
-        flat["backend.model"] = str(Path(model).resolve())
-    for p in params:
-        key, sep, value = p.partition("=")
-        if not sep or not key or "." not in key:
-            raise ConfigError(f"--param {p!r} must look like section.name=value, e.g. perception.score_threshold=0.1")
-        flat[key] = yaml.safe_load(value)
-    if not flat:
-        return None
-    nested: dict[str, Any] = {}
-    for key, value in flat.items():
-        section, name = key.split(".", 1)
-        nested.setdefault(section, {})[name] = value
-    path = out / "params.yaml"
-    path.write_text(yaml.safe_dump({"/**": {"ros__parameters": nested}}))
-    return path
 
 
 def _start_graph(camera: str, image_topic: str, cfg: DriveConfig, ctx: Context) -> GraphRunner:
@@ -200,7 +178,7 @@ def evaluate_one(task: dict[str, Any]) -> dict[str, Any]:
         raise BagError(f"{bag}: no frames on {image_topic}")
     t0 = time.monotonic()
     drive = DriveConfig(mode=task["mode"], rate=task["rate"], frame_timeout=task["frame_timeout"],
-                        user_params=params_file(out, task.get("model"), task.get("param") or []),
+                        user_params=override_params_file(out, task.get("model"), task.get("param") or []),
                         domain_id=task["domain_id"])
     log = drive_graph(frames, task["camera"], image_topic, out / "outputs", drive)
     log.save(out / "frames.json")

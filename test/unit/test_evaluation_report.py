@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import yaml
 
+from mim_perception.core.config import override_params_file
 from mim_perception.core.errors import ConfigError
 from mim_perception.core.labels import LabelSpace
-from mim_perception.evaluation.graph_driver import params_file
 from mim_perception.evaluation.records import FrameLog, FrameOutput, GroundTruth, gt_from_dir, gt_topics
 from mim_perception.evaluation.report import baseline_diff, check_thresholds, load_thresholds, write_html, write_json
 from mim_perception.evaluation.scoring import HEADLINE, lookup, mot_table, score_run
@@ -106,12 +106,12 @@ def test_gt_from_mot_directory_matches_the_fixture() -> None:
 def test_gt_topics_and_params_file(tmp_path: Path) -> None:
     assert gt_topics("/camera/left/image_raw/compressed") == ("/camera/left/ground_truth/detections",
                                                                "/camera/left/ground_truth/segmentation")
-    assert params_file(tmp_path, None, []) is None
-    p = params_file(tmp_path, "models/x", ["perception.score_threshold=0.1", "tracker.max_age=2.5"])
+    assert override_params_file(tmp_path, None, []) is None
+    p = override_params_file(tmp_path, "models/x", ["perception.score_threshold=0.1", "tracker.max_age=2.5"])
     assert p is not None
     doc = yaml.safe_load(p.read_text())["/**"]["ros__parameters"]
     assert doc["perception"] == {"score_threshold": 0.1} and doc["tracker"] == {"max_age": 2.5}
     assert doc["backend"]["model"].endswith("models/x")
     for bad in ("nodot=1", "perception.x", "=3"):
         with pytest.raises(ConfigError):
-            params_file(tmp_path, None, [bad])
+            override_params_file(tmp_path, None, [bad])
