@@ -3,7 +3,8 @@
 # the MIM adaptation of scripts/train_real_model.sh — and, with INITS="mim coco scratch", from random weights —
 # at 10 % and 100 % of the real labels, seeds 0 and 1, a fixed number of steps (STEPS, default 300); each run
 # exported (fp32) and scored on the held-back frames (KITTI 60-74, CamVid test) with evaluate-real.
-# Usage: scripts/ablate_real.sh DATA [WORK]   (run train_real_model.sh first: it makes the pseudo-labels and MIM)
+# Usage: [INITS="mim coco scratch"] [FRACS="0.1 1.0"] [SEEDS="0 1"] scripts/ablate_real.sh DATA [WORK]
+# (run train_real_model.sh first: it makes the pseudo-labels and MIM; finished runs are skipped, a stopped one resumes)
 set -euo pipefail
 DATA=$(cd "${1:?usage: scripts/ablate_real.sh DATA [WORK]}" && pwd)
 WORK=${2:-$HOME/.cache/mim_real}
@@ -16,8 +17,8 @@ LABELLED=(--data "boxes:$WORK/pseudo/camvid_train.json" --data "kitti:$DATA/kitt
 VAL=(--val-data "boxes:$WORK/pseudo/camvid_val.json")
 TEACHER_ONNX="$DATA/teachers/yolox_nano_coco.onnx"
 [ -f "$WORK/mim/mim.pt" ] || { echo "run scripts/train_real_model.sh first (no $WORK/mim/mim.pt)" >&2; exit 1; }
-for frac in 0.1 1.0; do
-  for seed in 0 1; do
+for frac in ${FRACS:-0.1 1.0}; do
+  for seed in ${SEEDS:-0 1}; do
     for init in ${INITS:-mim coco}; do
       run="$WORK/ablation/${init}_f${frac}_s${seed}"
       INIT=()

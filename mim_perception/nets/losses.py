@@ -40,6 +40,10 @@ class LossConfig:
     # YOLOX's own targets (models started from YOLOX weights keep their calibration): quality/objectness -> 1 on
     # positives (BCE) instead of the IoU (QFL), class -> IoU·one-hot instead of one-hot
     yolox_targets: bool = False
+    # segmentation classes no training label shows (e.g. lane_marking when every seg label comes from a dataset whose
+    # road includes the markings): kept out of the softmax, as export leaves them out of the argmax, so a set label
+    # like {road, lane_marking} teaches road instead of leaking probability into a class nothing defines
+    seg_exclude: tuple[int, ...] = ()
 
 
 class Assignment(NamedTuple):
@@ -118,12 +122,14 @@ def quality_focal_loss(logit: Tensor, target: Tensor, beta: float) -> Tensor:
     return F.binary_cross_entropy_with_logits(logit, target, reduction="none") * (logit.sigmoid() - target).abs().pow(beta)
 
 
-def seg_loss(logits: Tensor, seg: Tensor, num_classes: int, sets: Tensor | None = None) -> tuple[Tensor, Tensor]:
+def seg_loss(logits: Tensor, seg: Tensor, num_classes: int, sets: Tensor | None = None,
+             exclude: tuple[int, ...] = ()) -> tuple[Tensor, Tensor]:
     """logits B×S×h×w (h = H/4), seg B×H×W uint8 (255 ignore) -> (CE, dice) scalars; zeros when nothing is labelled.
 
     ``sets`` B×S×S bool (partial labels): a pixel labelled v may be any class c with sets[b, v, c]; its CE is then
     -log Σ_c p_c over that set (the model is not taught that a lane marking is road because a dataset calls it
-    road), and such pixels are left out of the dice term."""
+    road), and such pixels are left out of the dice term. ``exclude``: classes left out of the softmax (and out of
+    every set); a label that is one of them is an error."""
     target = seg.long()
     valid = target != IGNORE
     if not bool(valid.any()):
@@ -134,16 +140,27 @@ def seg_loss(logits: Tensor, seg: Tensor, num_classes: int, sets: Tensor | None 
     up = F.interpolate(logits, size=seg.shape[-2:], mode="bilinear", align_corners=False)     # B×S×H×W
     safe = torch.where(valid, target, 0)
     exact = valid
+    if exclude:
+        if sets is None and bool(torch.isin(target[valid], torch.tensor(exclude, device=seg.device)).any()):
+            raise ValueError(f"segmentation labels include excluded classes {exclude}")
+        up = up.index_fill(1, torch.tensor(exclude, device=up.device), float("-inf"))
+        if sets is None:   # the set formulation below handles the exclusion for every pixel alike
+            sets = torch.eye(num_classes, dtype=torch.bool, device=seg.device).expand(len(seg), -1, -1)
+        sets = sets.clone()
+        sets[:, :, list(exclude)] = False
     if sets is None:
         ce = F.cross_entropy(up, target, ignore_index=IGNORE)
     else:
         allowed = sets[torch.arange(len(seg), device=seg.device)[:, None, None], safe].permute(0, 3, 1, 2)  # B×S×H×W
+        if exclude and bool((~allowed.any(1))[valid].any()):
+            raise ValueError(f"a segmentation label allows only excluded classes {exclude}")
         logp = up.log_softmax(1)
         nll = -torch.logsumexp(logp.masked_fill(~allowed, float("-inf")), 1)                 # B×H×W
         ce = nll[valid].mean()
         exact = valid & (allowed.sum(1) == 1)
     prob = up.softmax(1) * exact.unsqueeze(1)                                                 # B×S×H×W
-    onehot = F.one_hot(safe, num_classes).permute(0, 3, 1, 2) * exact.unsqueeze(1)
+    # an exact pixel's one class: its label, or with sets the one class its set still allows
+    onehot = (F.one_hot(safe, num_classes).permute(0, 3, 1, 2) if sets is None else allowed) * exact.unsqueeze(1)
     inter = (prob * onehot).sum((0, 2, 3))                                                    # S
     denom = prob.sum((0, 2, 3)) + onehot.sum((0, 2, 3))
     present = onehot.sum((0, 2, 3)) > 0
@@ -209,7 +226,7 @@ def detseg_loss(out: dict[str, Tensor], targets: list[dict[str, Tensor]], seg: T
     if seg is None:
         ce = dice = out["seg"].sum() * 0
     else:
-        ce, dice = seg_loss(out["seg"], seg.to(out["seg"].device), out["seg"].shape[1], seg_sets)
+        ce, dice = seg_loss(out["seg"], seg.to(out["seg"].device), out["seg"].shape[1], seg_sets, cfg.seg_exclude)
     total = cfg.w_quality * quality + cfg.w_cls * cls + cfg.w_box * box + cfg.w_seg * (ce + cfg.w_dice * dice)
     losses = {"quality": quality, "cls": cls, "box": box, "seg_ce": ce, "seg_dice": dice, "total": total}
     if not bool(torch.isfinite(total)):

@@ -74,6 +74,7 @@ class FinetuneConfig:
     eval_score_threshold: float = field(metadata=rng(0.0, 1.0))
     eval_nms_iou: float = field(metadata=rng(0.0, 1.0))
     eval_max_detections: int = field(metadata=rng(1, 10000))
+    seg_exclude: list[str]                                   # seg classes kept out of the softmax (no label shows them)
 
 
 def parse_overrides(items: list[str] | None) -> dict[str, Any]:

@@ -13,7 +13,7 @@ import argparse
 import json
 import os
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -116,6 +116,8 @@ def _finetune(specs: list[str], out: Path, overrides: dict[str, Any], init: list
 
     net = build_model(train.arch, len(labels.detection), len(labels.segmentation)).to(device)
     init_log = apply_init(net, init or [], labels)   # MIM checkpoint: backbone only; ONNX / model: whole detector
+    if cfg.seg_exclude:
+        net.loss_cfg = replace(net.loss_cfg, seg_exclude=tuple(labels.seg_index(c) for c in cfg.seg_exclude))
     for line in init_log:
         if d.main:
             print(f"finetune: init {line}", flush=True)

@@ -9,7 +9,7 @@ torch = pytest.importorskip("torch")
 
 from mim_perception.nets import build_model  # noqa: E402
 from mim_perception.nets.heads import anchor_points  # noqa: E402
-from mim_perception.nets.losses import LossConfig, assign, detseg_loss, giou_loss, pad_targets  # noqa: E402
+from mim_perception.nets.losses import LossConfig, assign, detseg_loss, giou_loss, pad_targets, seg_loss  # noqa: E402
 from mim_perception.nets.postprocess import det_boxes, det_scores  # noqa: E402
 from mim_perception.sim.synthetic import SceneConfig, SyntheticScene  # noqa: E402
 
@@ -128,3 +128,21 @@ def test_tiny_overfit_loss_falls() -> None:
     assert last["total"] < 0.5 * first["total"], (first, last)
     for k in ("cls", "box", "seg_ce"):
         assert last[k] < first[k], (k, first[k], last[k])
+
+
+def test_excluded_seg_classes_leave_the_softmax() -> None:
+    """seg_exclude: the loss equals CE + dice of a model without those classes, with set labels as with exact ones;
+    excluded logits get no gradient; a label of an excluded class is an error."""
+    torch.manual_seed(0)
+    logits = torch.randn(2, 5, 8, 8, requires_grad=True)
+    seg = torch.randint(0, 3, (2, 32, 32), dtype=torch.uint8)
+    kept = seg_loss(logits[:, :3], seg, 3)
+    sets = torch.eye(5, dtype=torch.bool).expand(2, -1, -1).clone()
+    sets[:, 0, 3:] = True   # label 0 ("road") may be 0, 3 or 4 ("lane_marking", "crosswalk")
+    for got in (seg_loss(logits, seg, 5, exclude=(3, 4)), seg_loss(logits, seg, 5, sets, exclude=(3, 4))):
+        assert torch.allclose(got[0], kept[0]) and torch.allclose(got[1], kept[1])
+    assert not torch.allclose(seg_loss(logits, seg, 5, sets)[0], kept[0])   # without exclusion the set leaks
+    seg_loss(logits, seg, 5, sets, exclude=(3, 4))[0].backward()
+    assert logits.grad is not None and float(logits.grad[:, 3:].abs().sum()) == 0.0
+    with pytest.raises(ValueError, match="excluded"):
+        seg_loss(logits, torch.full((2, 32, 32), 4, dtype=torch.uint8), 5, exclude=(3, 4))
