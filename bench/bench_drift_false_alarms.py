@@ -23,17 +23,23 @@ from typing import Any
 
 import numpy as np
 
+from mim_perception.core.config import load_config
+from mim_perception.core.monitoring.calibration import REPLAY_NULL_DRAWS, load_replay, reference_from_replay
+from mim_perception.core.monitoring.drift import DriftDetector, DriftReference
+from mim_perception.core.monitoring.health import Level, MonitorConfig, drift_alarm, ood_alarm
+from mim_perception.core.monitoring.image_stats import KERNEL_SCALES as IMAGE_KERNEL_SCALES
+from mim_perception.core.monitoring.ood import OodReference
+from mim_perception.core.pipeline import PerceptionConfig
+from mim_perception.evaluation.robustness import auroc
+from mim_perception.inference.manifest import load_manifest
+
 
 def _load(path: str) -> dict[str, Any]:
-    from mim_perception.core.monitoring.calibration import load_replay
-
     return load_replay(Path(path))
 
 
 def _drift(ref: Any, image_ref: Any, d: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """-> (p-values as the node combines them, camera times, embedding p, image-statistics p) of a drive's windows."""
-    from mim_perception.core.monitoring.drift import DriftDetector
-
     stats = d.get("image_stats")
     if image_ref is not None and (stats is None or len(stats) != len(d["embeddings"])):
         raise SystemExit(f"{d['meta']}: no image statistics for this replay (run drift_replay.py --image-stats-only)")
@@ -48,8 +54,6 @@ def _drift(ref: Any, image_ref: Any, d: dict[str, Any]) -> tuple[np.ndarray, np.
 
 
 def _errors(alarm: Any, ps: np.ndarray) -> np.ndarray:
-    from mim_perception.core.monitoring.health import Level
-
     alarm.reset()
     return np.array([alarm.update(float(p)) == Level.ERROR for p in ps], bool)
 
@@ -79,17 +83,7 @@ def _combined(p: np.ndarray, t: np.ndarray, ood: tuple[np.ndarray, np.ndarray] |
     return s + np.where(n > 0, (csum[hi] - csum[lo]) / np.maximum(n, 1), 0.0)
 
 
-def main() -> int:
-    from mim_perception.core.config import load_config
-    from mim_perception.core.monitoring.calibration import REPLAY_NULL_DRAWS, reference_from_replay
-    from mim_perception.core.monitoring.drift import DriftReference
-    from mim_perception.core.monitoring.health import MonitorConfig, drift_alarm, ood_alarm
-    from mim_perception.core.monitoring.image_stats import KERNEL_SCALES as IMAGE_KERNEL_SCALES
-    from mim_perception.core.monitoring.ood import OodReference
-    from mim_perception.core.pipeline import PerceptionConfig
-    from mim_perception.evaluation.robustness import auroc
-    from mim_perception.inference.manifest import load_manifest
-
+def _args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="models/mim_convnext_atto_cpu")
     ap.add_argument("--clean", required=True, help="clean replay with embeddings (.npz of drift_replay.py)")
@@ -109,14 +103,18 @@ def main() -> int:
     ap.add_argument("--ood-stride", type=int, help="keep every k-th recorded OOD score (default: the node's "
                     "perception.ood_every / the replay's ood_every)")
     ap.add_argument("--json")
-    args = ap.parse_args()
+    return ap.parse_args()
 
-    bundle = Path(args.model)
-    m = load_manifest(bundle)
-    base = load_config(MonitorConfig, None, prefix="monitor.")
+
+Refs = dict[str, tuple[DriftReference, DriftReference | None]]
+OodSeries = dict[str, tuple[np.ndarray, np.ndarray]]
+
+
+def _references(args: argparse.Namespace, bundle: Path, m: Any) -> Refs:
+    """The bundle's shipped drift (+ image-statistics) reference and, with --calibration, one rebuilt from a replay."""
     shipped = DriftReference.load(bundle / m.files["drift_reference"])
-    refs = {"shipped": (shipped, DriftReference.load(bundle / m.files["image_reference"])
-                        if "image_reference" in m.files else None)}
+    refs: Refs = {"shipped": (shipped, DriftReference.load(bundle / m.files["image_reference"])
+                              if "image_reference" in m.files else None)}
     if args.calibration:
         cal = _load(args.calibration)
         w = shipped.window
@@ -126,99 +124,129 @@ def main() -> int:
             reference_from_replay(cal["image_stats"], window=w, null_draws=args.null_draws,
                                   scales=tuple(args.image_scales))
             if len(cal.get("image_stats", ())) == len(cal["embeddings"]) else None)
+    return refs
+
+
+def _ood_section(args: argparse.Namespace, base: Any, ood_ref: Any, clean_ood: dict[str, Any],
+                 drives: dict[str, dict[str, Any]], out: dict[str, Any]) -> OodSeries:
+    """OOD: one reference, the node's rule over ood_persist values; returns each drive's (p-values, camera times)."""
+    # every k-th recorded score: replays recorded OOD more often than the node now scores
+    node_every = load_config(PerceptionConfig, None, prefix="perception.").ood_every
+    k = args.ood_stride or max(1, node_every // int(clean_ood["meta"]["ood_every"]))
+    out["ood"]["stride"] = k
+    ood_p = {n: (np.array([ood_ref.p_value(float(e)) for e in d["ood_errors"][::k]]), d["ood_time"][::k])
+             for n, d in ({"clean": clean_ood} | {k: v for k, v in drives.items() if k != "clean"}).items()}
+    hours = clean_ood["meta"]["minutes"] / 60
+    print(f"\n== OOD (MIM reconstruction), clean replay {hours:.2f} h, one score every "
+          f"{clean_ood['meta']['ood_every'] * k / clean_ood['meta']['hz']:.2f} s")
+    for n, (p, _) in ood_p.items():
+        if n != "clean":
+            out["ood"].setdefault("auroc_frame", {})[n] = auroc(-np.log(ood_p["clean"][0]), -np.log(p))
+    print("AUROC per frame: " + ", ".join(f"{n} {a:.3f}" for n, a in out["ood"].get("auroc_frame", {}).items()))
+    out["ood"]["clean_p_below"] = {str(t): float((ood_p["clean"][0] < t).mean()) for t in (0.05, 0.01, 1e-3, 1e-4)}
+    out["ood"]["rules"] = []
+    for persist in args.ood_persist or [base.ood_persist]:
+        a = ood_alarm(replace(base, ood_persist=persist))
+        row: dict[str, Any] = {"persist": persist,
+                               "clean_events_per_hour": _events(_errors(a, ood_p["clean"][0])) / hours}
+        row |= {n: float(_errors(a, p).mean()) for n, (p, _) in ood_p.items() if n != "clean"}
+        out["ood"]["rules"].append(row)
+        print(f"persist {persist}: clean {row['clean_events_per_hour']:.2f} events/h; ERROR share "
+              + ", ".join(f"{n} {v:.0%}" for n, v in row.items() if n not in ("persist", "clean_events_per_hour")))
+    return ood_p
+
+
+def _drift_aurocs(full: dict[str, Any], series: dict[str, tuple[np.ndarray, np.ndarray]], ood_p: OodSeries,
+                  span: float, image_ref: Any) -> dict[str, Any]:
+    comb_clean = _combined(*series["clean"], ood_p.get("clean"), span)
+    res: dict[str, Any] = {"median_p": {n: float(np.median(p)) for n, (p, _) in series.items()},
+                           "auroc_window": {n: auroc(-np.log(series["clean"][0]), -np.log(p))
+                                            for n, (p, _) in series.items() if n != "clean"},
+                           "auroc_window_with_ood": {n: auroc(comb_clean, _combined(p, t, ood_p.get(n), span))
+                                                     for n, (p, t) in series.items() if n != "clean"} if ood_p else {},
+                           "rules": [], "image_statistics": image_ref is not None}
+    if image_ref is not None:   # each channel alone, for the record
+        for key, j in (("auroc_window_embedding", 2), ("auroc_window_image", 3)):
+            res[key] = {n: auroc(-np.log(full["clean"][j]), -np.log(f[j])) for n, f in full.items() if n != "clean"}
+    return res
+
+
+def _drift_rule(base: Any, pe: float, persist: int, series: dict[str, tuple[np.ndarray, np.ndarray]],
+                ood_p: OodSeries, hours: float, cols: list[str]) -> dict[str, Any]:
+    """One drift rule (p_error, persist): clean ERROR events per hour; per corrupted drive the share of time at
+    ERROR (drift alone, drift or OOD) and the camera seconds to the first ERROR."""
+    a = drift_alarm(replace(base, drift_p_error=pe, drift_p_warn=max(pe, base.drift_p_warn), drift_persist=persist))
+    row: dict[str, Any] = {"p_error": pe, "persist": persist,
+                           "clean_events_per_hour": _events(_errors(a, series["clean"][0])) / hours}
+    oa = ood_alarm(base)
+    for n in cols:
+        p, t = series[n]
+        err = _errors(a, p)
+        either = err.copy()
+        if n in ood_p:
+            either |= _state_at(t, ood_p[n][1], _errors(oa, ood_p[n][0]))
+        first = float(t[np.argmax(either)]) if either.any() else None   # camera s since the drive began
+        row[n] = {"drift": float(err.mean()), "either": float(either.mean()), "first_error_s": first}
+    return row
+
+
+def _drift_section(args: argparse.Namespace, base: Any, rname: str, ref: Any, image_ref: Any,
+                   drives: dict[str, dict[str, Any]], ood_p: OodSeries) -> dict[str, Any]:
+    full = {n: _drift(ref, image_ref, d) for n, d in drives.items()}
+    series = {n: (p, t) for n, (p, t, _, _) in full.items()}
+    eval_s = float(np.median(np.diff(series["clean"][1])))
+    hours = len(series["clean"][0]) * eval_s / 3600
+    res = _drift_aurocs(full, series, ood_p, (ref.window - 1) * eval_s, image_ref)
+    print(f"\n== drift, reference: {rname}{' + image statistics' if image_ref is not None else ''}   "
+          f"(clean replay {hours:.2f} h, evaluation every {eval_s:.3f} s)")
+    for key in ("auroc_window_embedding", "auroc_window_image"):
+        if key in res:
+            print(f"AUROC per window, {key[13:]} alone: " + ", ".join(f"{n} {a:.3f}" for n, a in res[key].items()))
+    print("AUROC per window: " + ", ".join(f"{n} {a:.3f}" for n, a in res["auroc_window"].items()))
+    print("AUROC per window, drift + OOD: " + ", ".join(f"{n} {a:.3f}" for n, a in res["auroc_window_with_ood"].items()))
+    cols = [n for n in drives if n != "clean"]
+    print(f"{'p_error':>8} {'persist':>7} {'clean ev/h':>10} " + " ".join(f"{c[:16]:>16}" for c in cols)
+          + "   (drift / either ERROR share)")
+    for pe in args.p_error or [base.drift_p_error]:
+        for persist in args.persist or [base.drift_persist]:
+            row = _drift_rule(base, pe, persist, series, ood_p, hours, cols)
+            res["rules"].append(row)
+            print(f"{pe:8.0e} {persist:7d} {row['clean_events_per_hour']:10.2f} "
+                  + " ".join(f"{row[c]['drift']:7.0%} /{row[c]['either']:6.0%} " for c in cols))
+    return res
+
+
+def _transport_section(paths: list[str], image_ref: Any, base: Any, out: dict[str, Any]) -> None:
+    print("\n== image statistics alone (shipped reference), clean drives through a camera JPEG transport")
+    for path in paths:
+        with np.load(path, allow_pickle=False) as z:
+            stats, meta = z["image_stats"], json.loads(str(z["meta"]))
+        ps, _, _, _ = _drift(image_ref, None, {"embeddings": stats, "time": np.arange(len(stats)), "meta": meta})
+        hours = meta["minutes"] / 60
+        ev = _events(_errors(drift_alarm(base), ps)) / hours
+        low = float((ps < base.drift_p_error).mean())
+        q = meta["transport_jpeg"]
+        q = ",".join(map(str, q)) if isinstance(q, list) else q
+        out.setdefault("transport", {})[f"jpeg {q}"] = {"hours": hours, "events_per_hour": ev, "p_below_error": low}
+        print(f"JPEG {q}: {ev:.1f} ERROR events/h over {hours:.2f} h, p < {base.drift_p_error:g} in {low:.1%} of windows")
+
+
+def main() -> int:
+    args = _args()
+    bundle = Path(args.model)
+    m = load_manifest(bundle)
+    base = load_config(MonitorConfig, None, prefix="monitor.")
+    refs = _references(args, bundle, m)
     ood_ref = OodReference.load(bundle / m.files["ood_reference"]) if "ood_reference" in m.files else None
     clean, clean_ood = _load(args.clean), _load(args.clean_ood or args.clean)
     drives = {"clean": clean} | {(d := _load(p))["meta"]["corruption"]: d for p in args.corrupted}
     out: dict[str, Any] = {"model": str(bundle), "clean": clean["meta"], "clean_ood": clean_ood["meta"], "drift": {},
                            "ood": {}, "either": {}}
-
-    # OOD: one reference, rules over ood_persist
-    ood_p: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    if ood_ref is not None:
-        # every k-th recorded score: replays recorded OOD more often than the node now scores
-        node_every = load_config(PerceptionConfig, None, prefix="perception.").ood_every
-        k = args.ood_stride or max(1, node_every // int(clean_ood["meta"]["ood_every"]))
-        out["ood"]["stride"] = k
-        ood_p = {n: (np.array([ood_ref.p_value(float(e)) for e in d["ood_errors"][::k]]), d["ood_time"][::k])
-                 for n, d in ({"clean": clean_ood} | {k: v for k, v in drives.items() if k != "clean"}).items()}
-        hours = clean_ood["meta"]["minutes"] / 60
-        print(f"\n== OOD (MIM reconstruction), clean replay {hours:.2f} h, one score every "
-              f"{clean_ood['meta']['ood_every'] * k / clean_ood['meta']['hz']:.2f} s")
-        for n, (p, _) in ood_p.items():
-            if n != "clean":
-                out["ood"].setdefault("auroc_frame", {})[n] = auroc(-np.log(ood_p["clean"][0]), -np.log(p))
-        print("AUROC per frame: " + ", ".join(f"{n} {a:.3f}" for n, a in out["ood"].get("auroc_frame", {}).items()))
-        out["ood"]["clean_p_below"] = {str(t): float((ood_p["clean"][0] < t).mean()) for t in (0.05, 0.01, 1e-3, 1e-4)}
-        out["ood"]["rules"] = []
-        for k in args.ood_persist or [base.ood_persist]:
-            a = ood_alarm(replace(base, ood_persist=k))
-            row: dict[str, Any] = {"persist": k, "clean_events_per_hour": _events(_errors(a, ood_p["clean"][0])) / hours}
-            row |= {n: float(_errors(a, p).mean()) for n, (p, _) in ood_p.items() if n != "clean"}
-            out["ood"]["rules"].append(row)
-            print(f"persist {k}: clean {row['clean_events_per_hour']:.2f} events/h; ERROR share "
-                  + ", ".join(f"{n} {v:.0%}" for n, v in row.items() if n not in ("persist", "clean_events_per_hour")))
-
+    ood_p = _ood_section(args, base, ood_ref, clean_ood, drives, out) if ood_ref is not None else {}
     for rname, (ref, image_ref) in refs.items():
-        full = {n: _drift(ref, image_ref, d) for n, d in drives.items()}
-        series = {n: (p, t) for n, (p, t, _, _) in full.items()}
-        eval_s = float(np.median(np.diff(series["clean"][1])))
-        hours = len(series["clean"][0]) * eval_s / 3600
-        span = (ref.window - 1) * eval_s
-        ood_clean = ood_p.get("clean")
-        comb_clean = _combined(*series["clean"], ood_clean, span)
-        res: dict[str, Any] = {"median_p": {n: float(np.median(p)) for n, (p, _) in series.items()},
-                               "auroc_window": {n: auroc(-np.log(series["clean"][0]), -np.log(p))
-                                                for n, (p, _) in series.items() if n != "clean"},
-                               "auroc_window_with_ood": {n: auroc(comb_clean, _combined(p, t, ood_p.get(n), span))
-                                                         for n, (p, t) in series.items() if n != "clean"} if ood_p else {},
-                               "rules": [], "image_statistics": image_ref is not None}
-        if image_ref is not None:   # each channel alone, for the record
-            for key, j in (("auroc_window_embedding", 2), ("auroc_window_image", 3)):
-                res[key] = {n: auroc(-np.log(full["clean"][j]), -np.log(f[j])) for n, f in full.items() if n != "clean"}
-        print(f"\n== drift, reference: {rname}{' + image statistics' if image_ref is not None else ''}   "
-              f"(clean replay {hours:.2f} h, evaluation every {eval_s:.3f} s)")
-        for key in ("auroc_window_embedding", "auroc_window_image"):
-            if key in res:
-                print(f"AUROC per window, {key[13:]} alone: " + ", ".join(f"{n} {a:.3f}" for n, a in res[key].items()))
-        print("AUROC per window: " + ", ".join(f"{n} {a:.3f}" for n, a in res["auroc_window"].items()))
-        print("AUROC per window, drift + OOD: " + ", ".join(f"{n} {a:.3f}" for n, a in res["auroc_window_with_ood"].items()))
-        cols = [n for n in drives if n != "clean"]
-        print(f"{'p_error':>8} {'persist':>7} {'clean ev/h':>10} " + " ".join(f"{c[:16]:>16}" for c in cols)
-              + "   (drift / either ERROR share)")
-        for pe in args.p_error or [base.drift_p_error]:
-            for k in args.persist or [base.drift_persist]:
-                a = drift_alarm(replace(base, drift_p_error=pe, drift_p_warn=max(pe, base.drift_p_warn), drift_persist=k))
-                row = {"p_error": pe, "persist": k,
-                       "clean_events_per_hour": _events(_errors(a, series["clean"][0])) / hours}
-                oa = ood_alarm(base)
-                for n in cols:
-                    p, t = series[n]
-                    err = _errors(a, p)
-                    either = err.copy()
-                    if n in ood_p:
-                        either |= _state_at(t, ood_p[n][1], _errors(oa, ood_p[n][0]))
-                    first = float(t[np.argmax(either)]) if either.any() else None   # camera s since the drive began
-                    row[n] = {"drift": float(err.mean()), "either": float(either.mean()), "first_error_s": first}
-                res["rules"].append(row)
-                print(f"{pe:8.0e} {k:7d} {row['clean_events_per_hour']:10.2f} "
-                      + " ".join(f"{row[c]['drift']:7.0%} /{row[c]['either']:6.0%} " for c in cols))
-        out["drift"][rname] = res
-    image_ref = refs["shipped"][1]
-    if args.transport and image_ref is not None:
-        print("\n== image statistics alone (shipped reference), clean drives through a camera JPEG transport")
-        for path in args.transport:
-            with np.load(path, allow_pickle=False) as z:
-                stats, meta = z["image_stats"], json.loads(str(z["meta"]))
-            ps, _, _, _ = _drift(image_ref, None, {"embeddings": stats, "time": np.arange(len(stats)), "meta": meta})
-            hours = meta["minutes"] / 60
-            ev = _events(_errors(drift_alarm(base), ps)) / hours
-            low = float((ps < base.drift_p_error).mean())
-            q = meta["transport_jpeg"]
-            q = ",".join(map(str, q)) if isinstance(q, list) else q
-            out.setdefault("transport", {})[f"jpeg {q}"] = {
-                "hours": hours, "events_per_hour": ev, "p_below_error": low}
-            print(f"JPEG {q}: {ev:.1f} ERROR events/h over {hours:.2f} h, "
-                  f"p < {base.drift_p_error:g} in {low:.1%} of windows")
+        out["drift"][rname] = _drift_section(args, base, rname, ref, image_ref, drives, ood_p)
+    if args.transport and refs["shipped"][1] is not None:
+        _transport_section(args.transport, refs["shipped"][1], base, out)
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1))
     return 0

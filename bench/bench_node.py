@@ -30,6 +30,19 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from mim_perception_msgs.msg import FrameLatency
+from rclpy.context import Context
+from rclpy.executors import MultiThreadedExecutor
+from sensor_msgs.msg import Image
+from vision_msgs.msg import Detection2DArray
+
+from mim_perception.core.config import load_config, override_params_file
+from mim_perception.ros import qos
+from mim_perception.ros.graph import Camera, GraphConfig, describe, fastdds_env, private_domain_id
+from mim_perception.ros.image_msgs import numpy_to_image
+from mim_perception.ros.runner import GraphRunner, spin_in_thread
 
 DEFAULT = ["ort:1:10", "ort:1:30", "ort:1:60", "ort-noood:1:30", "int8:1:10", "int8:1:30", "int8:1:60",
            "int8-noood:1:30", "ort:4:10", "int8:4:10", "int8:8:10", "int8:8:30"]
@@ -81,22 +94,101 @@ def model_only(model: str | None, image: np.ndarray, runs: int = 20) -> dict[str
     return out
 
 
+class _Recorder:
+    """Subscribes to every camera's detections and latency and to /diagnostics; what the run summarises."""
+
+    def __init__(self, node: Any, names: list[str]) -> None:
+        self.lock = threading.Lock()
+        self.sent: dict[tuple[str, int], float] = {}
+        self.got: dict[str, list[float]] = {n: [] for n in names}
+        self.stages: dict[str, list[float]] = {s: [] for s in (*STAGES, "pipeline")}
+        self.drops = {n: (0, 0) for n in names}
+        self.diag: dict[str, dict[str, str]] = {}
+        node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, qos.RELIABLE)
+        for n in names:
+            node.create_subscription(Detection2DArray, f"/{n}/perception/out/detections",
+                                     lambda m, n=n: self._on_dets(n, m), qos.RELIABLE)
+            node.create_subscription(FrameLatency, f"/{n}/perception/out/latency",
+                                     lambda m, n=n: self._on_lat(n, m), qos.RELIABLE)
+
+    def _on_dets(self, cam: str, m: Any) -> None:
+        now = time.perf_counter()
+        with self.lock:
+            t = self.sent.pop((cam, m.header.stamp.sec * 1_000_000_000 + m.header.stamp.nanosec), None)
+            if t is not None:
+                self.got[cam].append((now - t) * 1e3)
+
+    def _on_lat(self, cam: str, m: Any) -> None:
+        with self.lock:
+            for s in STAGES:
+                self.stages[s].append(getattr(m, f"{s}_ms"))
+            self.stages["pipeline"].append(m.pipeline_ms)
+            self.drops[cam] = (m.frames_received, m.dropped_busy + m.dropped_superseded)
+
+    def _on_diag(self, m: Any) -> None:
+        with self.lock:
+            for st in m.status:
+                if st.hardware_id in self.got and any(kv.key == "model" for kv in st.values):
+                    self.diag[st.hardware_id] = {kv.key: kv.value for kv in st.values}
+
+
+def _wait_subscribed(pubs: dict[str, Any], timeout: float = 30.0) -> None:
+    t_wait = time.monotonic()
+    while any(p.get_subscription_count() == 0 for p in pubs.values()):
+        if time.monotonic() - t_wait > timeout:
+            raise RuntimeError(f"perception nodes did not subscribe within {timeout:.0f} s")
+        time.sleep(0.05)
+
+
+def _publish(pubs: dict[str, Any], images: list[np.ndarray], hz: float, seconds: float, rec: _Recorder) -> int:
+    """Every camera at ``hz`` for 1 + ``seconds`` s, stamped at publish; the first second warms up and is not
+    counted. Returns the frames offered (counted ones)."""
+    msgs = [numpy_to_image(im, "bgr8") for im in images]
+    period = 1.0 / hz
+    offered, warm = 0, max(1, round(hz))
+    t_next = time.perf_counter()
+    end = t_next + seconds + 1.0
+    k = 0
+    while t_next < end:
+        time.sleep(max(0.0, t_next - time.perf_counter()))
+        for n, pub in pubs.items():
+            m = msgs[k % len(msgs)]
+            now_ns = time.time_ns()
+            m.header.stamp.sec, m.header.stamp.nanosec = divmod(now_ns, 1_000_000_000)
+            m.header.frame_id = n
+            with rec.lock:
+                if k >= warm:
+                    rec.sent[(n, now_ns)] = time.perf_counter()
+                    offered += 1
+            pub.publish(m)
+        k += 1
+        t_next += period
+    time.sleep(1.0)   # answers in flight
+    return offered
+
+
+def _summary(backend: str, cameras: int, hz: float, seconds: float, offered: int, rec: _Recorder) -> dict[str, Any]:
+    lat = np.concatenate([np.asarray(v) for v in rec.got.values()]) if offered else np.zeros(0)
+    answered = len(lat)
+    st = {s: float(np.median(v)) if v else float("nan") for s, v in rec.stages.items()}
+    mon = [float(d.get("monitoring_p50_ms", "nan")) for d in rec.diag.values()]
+    st["monitoring (diagnostics)"] = float(np.nanmean(mon)) if mon else float("nan")
+    overhead = sum(st[s] for s in STAGES if s != "inference")
+    frame_ms = sum(st[s] for s in STAGES)
+    return {"backend": backend, "cameras": cameras, "hz": hz, "offered": offered, "answered": answered,
+            "answered_fps": answered / seconds, "unanswered": offered - answered,
+            "answered_per_camera": {n: len(v) for n, v in rec.got.items()},
+            "node_drops_incl_warmup": int(sum(d for _, d in rec.drops.values())),
+            "p50_ms": float(np.percentile(lat, 50)) if answered else float("nan"),
+            "p99_ms": float(np.percentile(lat, 99)) if answered else float("nan"),
+            "max_ms": float(lat.max()) if answered else float("nan"),
+            "stages_p50_ms": st, "non_inference_share": overhead / frame_ms if frame_ms else float("nan"),
+            "ood_scored": sum(int(d.get("ood_scored", "0")) for d in rec.diag.values())}
+
+
 def run_config(backend: str, cameras: int, hz: float, seconds: float, images: list[np.ndarray], tmp: Path,
                model: str | None, single_threaded: bool = False) -> dict[str, Any]:
-    import rclpy
-    from diagnostic_msgs.msg import DiagnosticArray
-    from mim_perception_msgs.msg import FrameLatency
-    from rclpy.context import Context
-    from rclpy.executors import MultiThreadedExecutor
-    from sensor_msgs.msg import Image
-    from vision_msgs.msg import Detection2DArray
-
-    from mim_perception.core.config import load_config, override_params_file
-    from mim_perception.ros import qos
-    from mim_perception.ros.graph import Camera, GraphConfig, describe, fastdds_env, private_domain_id
-    from mim_perception.ros.image_msgs import numpy_to_image
-    from mim_perception.ros.runner import GraphRunner, spin_in_thread
-
+    """One configuration: start the graph, publish, record, summarise."""
     names = [f"cam{i}" for i in range(cameras)]
     cfg = load_config(GraphConfig, None, {"graph.use_sim_time": False, "graph.perception": True,
                                           "graph.camera_monitor": False}, prefix="graph.")
@@ -107,90 +199,20 @@ def run_config(backend: str, cameras: int, hz: float, seconds: float, images: li
     rclpy.init(context=ctx, domain_id=private_domain_id())
     runner = GraphRunner(specs, context=ctx, threads=max(cfg.executor_threads, 2 * cameras),
                          single_threaded=single_threaded)
-    lock = threading.Lock()
-    sent: dict[tuple[str, int], float] = {}
-    got: dict[str, list[float]] = {n: [] for n in names}
-    stages: dict[str, list[float]] = {s: [] for s in (*STAGES, "pipeline")}
-    drops = {n: (0, 0) for n in names}
-    diag: dict[str, dict[str, str]] = {}
     try:
         runner.start()
         node = rclpy.create_node("mim_bench_node", context=ctx)
-
-        def on_dets(cam: str, m: Any) -> None:
-            now = time.perf_counter()
-            with lock:
-                t = sent.pop((cam, m.header.stamp.sec * 1_000_000_000 + m.header.stamp.nanosec), None)
-                if t is not None:
-                    got[cam].append((now - t) * 1e3)
-
-        def on_lat(cam: str, m: Any) -> None:
-            with lock:
-                for s in STAGES:
-                    stages[s].append(getattr(m, f"{s}_ms"))
-                stages["pipeline"].append(m.pipeline_ms)
-                drops[cam] = (m.frames_received, m.dropped_busy + m.dropped_superseded)
-
-        def on_diag(m: Any) -> None:
-            with lock:
-                for st in m.status:
-                    if st.hardware_id in got and any(kv.key == "model" for kv in st.values):
-                        diag[st.hardware_id] = {kv.key: kv.value for kv in st.values}
-
-        node.create_subscription(DiagnosticArray, "/diagnostics", on_diag, qos.RELIABLE)
+        rec = _Recorder(node, names)
         pubs = {n: node.create_publisher(Image, f"/bench/{n}/image_raw", qos.SENSOR) for n in names}
-        for n in names:
-            node.create_subscription(Detection2DArray, f"/{n}/perception/out/detections",
-                                     lambda m, n=n: on_dets(n, m), qos.RELIABLE)
-            node.create_subscription(FrameLatency, f"/{n}/perception/out/latency", lambda m, n=n: on_lat(n, m), qos.RELIABLE)
         ex = MultiThreadedExecutor(num_threads=2, context=ctx)
         ex.add_node(node)
         spin_in_thread(ex, "mim-bench-node")
-        t_wait = time.monotonic()
-        while any(p.get_subscription_count() == 0 for p in pubs.values()):
-            if time.monotonic() - t_wait > 30:
-                raise RuntimeError("perception nodes did not subscribe within 30 s")
-            time.sleep(0.05)
-        msgs = [numpy_to_image(im, "bgr8") for im in images]
-        period = 1.0 / hz
-        offered, warm = 0, max(1, round(hz))          # the first second warms up and is not counted
-        t_next = time.perf_counter()
-        end = t_next + seconds + 1.0
-        k = 0
-        while t_next < end:
-            time.sleep(max(0.0, t_next - time.perf_counter()))
-            for n in names:
-                m = msgs[k % len(msgs)]
-                now_ns = time.time_ns()
-                m.header.stamp.sec, m.header.stamp.nanosec = divmod(now_ns, 1_000_000_000)
-                m.header.frame_id = n
-                with lock:
-                    if k >= warm:
-                        sent[(n, now_ns)] = time.perf_counter()
-                        offered += 1
-                pubs[n].publish(m)
-            k += 1
-            t_next += period
-        time.sleep(1.0)   # answers in flight
+        _wait_subscribed(pubs)
+        offered = _publish(pubs, images, hz, seconds, rec)
     finally:
         runner.stop()
         rclpy.try_shutdown(context=ctx)
-    lat = np.concatenate([np.asarray(v) for v in got.values()]) if offered else np.zeros(0)
-    answered = len(lat)
-    st = {s: float(np.median(v)) if v else float("nan") for s, v in stages.items()}
-    mon = [float(d.get("monitoring_p50_ms", "nan")) for d in diag.values()]
-    st["monitoring (diagnostics)"] = float(np.nanmean(mon)) if mon else float("nan")
-    overhead = sum(st[s] for s in STAGES if s != "inference")
-    frame_ms = sum(st[s] for s in STAGES)
-    return {"backend": backend, "cameras": cameras, "hz": hz, "offered": offered, "answered": answered,
-            "answered_fps": answered / seconds, "unanswered": offered - answered,
-            "answered_per_camera": {n: len(v) for n, v in got.items()},
-            "node_drops_incl_warmup": int(sum(d for _, d in drops.values())),
-            "p50_ms": float(np.percentile(lat, 50)) if answered else float("nan"),
-            "p99_ms": float(np.percentile(lat, 99)) if answered else float("nan"),
-            "max_ms": float(lat.max()) if answered else float("nan"),
-            "stages_p50_ms": st, "non_inference_share": overhead / frame_ms if frame_ms else float("nan"),
-            "ood_scored": sum(int(d.get("ood_scored", "0")) for d in diag.values())}
+    return _summary(backend, cameras, hz, seconds, offered, rec)
 
 
 def main() -> int:

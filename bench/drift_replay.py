@@ -20,22 +20,26 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from dataclasses import replace
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 
+from mim_perception.core.config import load_config
+from mim_perception.core.monitoring.image_stats import image_statistics
+from mim_perception.core.pipeline import PerceptionConfig
+from mim_perception.core.preprocess import letterbox
+from mim_perception.inference.manifest import INPUT_NAME, OUTPUT_NAMES, Manifest, load_manifest
+from mim_perception.inference.ood_model import load_ood
+from mim_perception.inference.ort_backend import cpu_session
+from mim_perception.sim.synthetic import SceneConfig, SyntheticScene
+from mim_perception.training import corruptions
 
-def main() -> int:
-    from mim_perception.core.config import load_config
-    from mim_perception.core.monitoring.image_stats import image_statistics
-    from mim_perception.core.pipeline import PerceptionConfig
-    from mim_perception.core.preprocess import letterbox
-    from mim_perception.inference.manifest import INPUT_NAME, OUTPUT_NAMES, load_manifest
-    from mim_perception.inference.ort_backend import cpu_session
-    from mim_perception.sim.synthetic import SceneConfig, SyntheticScene
 
+def _args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="models/mim_convnext_atto_cpu")
     ap.add_argument("--minutes", type=float, default=60.0, help="camera time to replay")
@@ -51,33 +55,50 @@ def main() -> int:
     ap.add_argument("--image-stats-only", action="store_true", help="no model: image statistics only (.img.npz)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", required=True)
-    args = ap.parse_args()
+    return ap.parse_args()
 
-    bundle = Path(args.model)
-    m = load_manifest(bundle)
-    sess = cpu_session(m.path(bundle, "onnx"), args.threads)
+
+@dataclass
+class Replay:
+    """What one replay collects, in drive order."""
+
+    embs: list[np.ndarray] = field(default_factory=list)
+    episodes: list[int] = field(default_factory=list)
+    times: list[float] = field(default_factory=list)
+    ood_errors: list[float] = field(default_factory=list)
+    ood_times: list[float] = field(default_factory=list)
+    stats: list[np.ndarray] = field(default_factory=list)
+
+
+class Camera:
+    """A sampled camera frame as the node would see it: optional corruption, then the camera's JPEG transport."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.jpeg = args.transport_jpeg
+        self.corrupt: Callable[[np.ndarray], np.ndarray] | None = None
+        if args.corruption:
+            name, sev = args.corruption.split(":")
+            crng = np.random.default_rng(args.seed)
+            self.corrupt = lambda img: corruptions.apply(img, name, int(sev), crng)
+
+    def frame(self, scene: SyntheticScene, ep: int) -> np.ndarray:
+        img = scene.render()[0]
+        if self.corrupt is not None:
+            img = self.corrupt(img)
+        q = self.jpeg[ep % len(self.jpeg)] if self.jpeg else 0
+        if q:
+            img = cv2.imdecode(cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, q])[1], cv2.IMREAD_COLOR)
+        return img
+
+
+def _drive(args: argparse.Namespace, m: Manifest, sess: Any, ood: Any, every: int, ood_every: int) -> tuple[Replay, int]:
+    """Step the procedural scenes at the camera rate; render, embed and score only the frames the node samples."""
     k = OUTPUT_NAMES.index("embed")
-    pcfg = load_config(PerceptionConfig, None, prefix="perception.")
-    every = pcfg.drift_every if args.every is None else args.every
-    ood_every = pcfg.ood_every if args.ood_every is None else args.ood_every
-    ood = None
-    if ood_every and not args.image_stats_only:
-        from mim_perception.inference.ood_model import load_ood
-
-        ood = load_ood(bundle, m, threads=args.threads)[0]
     per_episode = max(1, round(args.episode_s * args.hz))
     total = round(args.minutes * 60 * args.hz)
-    corrupt = None
-    if args.corruption:
-        from mim_perception.training import corruptions
-
-        name, sev = args.corruption.split(":")
-        crng = np.random.default_rng(args.seed)
-        corrupt = lambda img: corruptions.apply(img, name, int(sev), crng)  # noqa: E731
-    embs, episodes, times, ood_errors, ood_times, stats = [], [], [], [], [], []
+    camera, r = Camera(args), Replay()
     t0 = time.perf_counter()
-    frame = 0
-    ep = 0
+    frame = ep = 0
     while frame < total:
         scene = SyntheticScene(replace(SceneConfig(), fps=args.hz, frames=per_episode, seed=args.seed + ep))
         for i in range(min(per_episode, total - frame)):
@@ -86,48 +107,60 @@ def main() -> int:
             want_drift = every > 0 and frame % every == 0
             want_ood = ood is not None and frame % ood_every == 0
             if want_drift or want_ood:
-                img = scene.render()[0]
-                if corrupt is not None:
-                    img = corrupt(img)
-                q = args.transport_jpeg[ep % len(args.transport_jpeg)] if args.transport_jpeg else 0
-                if q:
-                    img = cv2.imdecode(cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, q])[1], cv2.IMREAD_COLOR)
+                img = camera.frame(scene, ep)
                 if want_drift:
-                    stats.append(image_statistics(img))
-                    episodes.append(ep)
-                    times.append(frame / args.hz)
-                if args.image_stats_only:
-                    frame += 1
-                    continue
-                x = np.ascontiguousarray(letterbox(img, (m.input_height, m.input_width))[0].transpose(2, 0, 1)[None])
-                if want_drift:
-                    embs.append(sess.run(None, {INPUT_NAME: x})[k][0].astype(np.float32))
-                if want_ood and ood is not None:
-                    ood_errors.append(ood(x))
-                    ood_times.append(frame / args.hz)
+                    r.stats.append(image_statistics(img))
+                    r.episodes.append(ep)
+                    r.times.append(frame / args.hz)
+                if not args.image_stats_only:
+                    x = np.ascontiguousarray(letterbox(img, (m.input_height, m.input_width))[0].transpose(2, 0, 1)[None])
+                    if want_drift:
+                        r.embs.append(sess.run(None, {INPUT_NAME: x})[k][0].astype(np.float32))
+                    if want_ood and ood is not None:
+                        r.ood_errors.append(ood(x))
+                        r.ood_times.append(frame / args.hz)
             frame += 1
         ep += 1
         if ep % 10 == 0:
-            print(f"{frame / total:6.1%}  {len(times)} drift frames  {len(ood_errors)} OOD  {time.perf_counter() - t0:7.1f} s",
-                  flush=True)
+            print(f"{frame / total:6.1%}  {len(r.times)} drift frames  {len(r.ood_errors)} OOD  "
+                  f"{time.perf_counter() - t0:7.1f} s", flush=True)
+    return r, ep
+
+
+def _save(args: argparse.Namespace, m: Manifest, r: Replay, meta: dict[str, Any]) -> None:
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    image_stats = np.array(r.stats).reshape(len(r.stats), -1)
+    if args.image_stats_only:
+        out = out.with_suffix(".img.npz")
+        np.savez(out, image_stats=image_stats, episode=np.array(r.episodes, np.int32), time=np.array(r.times),
+                 meta=json.dumps(meta))
+        print(json.dumps(meta | {"image_stats": len(r.stats), "out": str(out)}))
+        return
+    np.savez(out, image_stats=image_stats,
+             embeddings=np.stack(r.embs) if r.embs else np.zeros((0, m.embed_dim), np.float32),
+             episode=np.array(r.episodes, np.int32), time=np.array(r.times), ood_errors=np.array(r.ood_errors),
+             ood_time=np.array(r.ood_times), meta=json.dumps(meta))
+    print(json.dumps(meta | {"embeddings": len(r.embs), "ood_scores": len(r.ood_errors)}))
+
+
+def main() -> int:
+    args = _args()
+    bundle = Path(args.model)
+    m = load_manifest(bundle)
+    sess = cpu_session(m.path(bundle, "onnx"), args.threads)
+    pcfg = load_config(PerceptionConfig, None, prefix="perception.")
+    every = pcfg.drift_every if args.every is None else args.every
+    ood_every = pcfg.ood_every if args.ood_every is None else args.ood_every
+    ood = load_ood(bundle, m, threads=args.threads)[0] if ood_every and not args.image_stats_only else None
+    t0 = time.perf_counter()
+    replay, episodes = _drive(args, m, sess, ood, every, ood_every)
     meta = {"model": str(bundle), "model_sha256": m.sha256[m.files["onnx"]],
             "minutes": args.minutes, "hz": args.hz, "every": every, "ood_every": ood_every,
             "episode_s": args.episode_s, "seed": args.seed,
-            "episodes": ep, "corruption": args.corruption or "none", "transport_jpeg": args.transport_jpeg,
+            "episodes": episodes, "corruption": args.corruption or "none", "transport_jpeg": args.transport_jpeg,
             "seconds": round(time.perf_counter() - t0, 1)}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    image_stats = np.array(stats).reshape(len(stats), -1)
-    if args.image_stats_only:
-        out = out.with_suffix(".img.npz")
-        np.savez(out, image_stats=image_stats, episode=np.array(episodes, np.int32), time=np.array(times),
-                 meta=json.dumps(meta))
-        print(json.dumps(meta | {"image_stats": len(stats), "out": str(out)}))
-        return 0
-    np.savez(out, image_stats=image_stats, embeddings=np.stack(embs) if embs else np.zeros((0, m.embed_dim), np.float32),
-             episode=np.array(episodes, np.int32), time=np.array(times), ood_errors=np.array(ood_errors),
-             ood_time=np.array(ood_times), meta=json.dumps(meta))
-    print(json.dumps(meta | {"embeddings": len(embs), "ood_scores": len(ood_errors)}))
+    _save(args, m, replay, meta)
     return 0
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from mim_perception.core.config import config_dir
 from mim_perception.core.errors import ConfigError
+from mim_perception.evaluation.ablation import ablation_markdown
 from mim_perception.evaluation.real_frames import real_frames_markdown
 from mim_perception.ros.interfaces import NODES
 
@@ -181,6 +182,9 @@ def generate(root: Path) -> dict[Path, str]:
     real = root / "docs" / "results" / "real_frames.json"
     if real.is_file() and "<!-- generated: real_frames -->" in text:
         text = splice(text, "real_frames", real_frames_markdown(json.loads(real.read_text())))
+    ablation = root / "docs" / "results" / "ablation_real.json"
+    if ablation.is_file() and "<!-- generated: ablation_real -->" in text:
+        text = splice(text, "ablation_real", ablation_markdown(json.loads(ablation.read_text())))
     params = root / "docs" / "parameters.md"
     ptext = params.read_text() if params.exists() else \
         "# Parameters\n\n<!-- generated: parameters -->\n<!-- end generated: parameters -->\n"
