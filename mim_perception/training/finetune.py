@@ -122,6 +122,11 @@ def _finetune(specs: list[str], out: Path, overrides: dict[str, Any], init: list
         if d.main:
             print(f"finetune: init {line}", flush=True)
     scales = {"backbone.": cfg.backbone_lr_scale, "neck.": cfg.detector_lr_scale, "det_head.": cfg.detector_lr_scale}
+    # lr scale 0 freezes a part outright: no gradients computed, batch-norm statistics kept (eval mode below)
+    frozen = tuple(prefix for prefix, s in scales.items() if s == 0)
+    for name, p in net.named_parameters():
+        if name.startswith(frozen):
+            p.requires_grad_(False)
     opt = torch.optim.AdamW(param_groups(net, cfg.weight_decay, scales), lr=cfg.lr)
     ema = Ema(net, cfg.ema_decay) if cfg.ema_decay > 0 and d.main else None   # only rank 0 evaluates and saves
     total = cfg.epochs * (len(loader) // accum)
@@ -142,6 +147,8 @@ def _finetune(specs: list[str], out: Path, overrides: dict[str, Any], init: list
         if samp is not None:
             samp.set_epoch(epoch)
         model.train()
+        for prefix in frozen:
+            net.get_submodule(prefix.rstrip(".")).eval()
         for group in dist.groups(loader, accum):
             if dist.stop_requested(out, d):
                 total = step

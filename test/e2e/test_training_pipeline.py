@@ -86,3 +86,24 @@ def test_real_data_pipeline_on_a_few_frames(realdata: Path, tmp_path: Path, caps
     res = json.loads(out.read_text())["models"]
     assert set(res) == {"b", "t"} and "camvid" in res["b"] and "camvid" not in res["t"]
     assert res["t"]["forward_ms"] > 0 and 0 <= res["t"]["kitti"]["AP50"]["car"] <= 1
+
+
+@pytest.mark.timeout(180)
+def test_lr_scale_zero_freezes_weights_and_norm_statistics(tmp_path: Path) -> None:
+    """finetune.backbone/detector_lr_scale=0 (the real recipe's segmentation stage): backbone, neck and detection
+    head come out bit-identical, batch-norm running statistics included; the segmentation head trains."""
+    import torch
+
+    first, second = tmp_path / "a", tmp_path / "b"
+    assert main(["finetune", "--data", str(FIXTURE), "--val-data", str(FIXTURE), "--out", str(first), *TINY,
+                 "--set", "finetune.max_steps=2", "--set", "finetune.epochs=1"]) == 0
+    assert main(["finetune", "--data", str(FIXTURE), "--val-data", str(FIXTURE), "--init", str(first / "best.pt"),
+                 "--out", str(second), *TINY, "--set", "finetune.max_steps=3", "--set", "finetune.epochs=2",
+                 "--set", "finetune.backbone_lr_scale=0", "--set", "finetune.detector_lr_scale=0",
+                 "--set", "finetune.ema_decay=0"]) == 0
+    a = torch.load(first / "best.pt", weights_only=True)
+    b = torch.load(second / "best.pt", weights_only=True)
+    frozen = [k for k in a if not k.startswith("seg_head.")]
+    assert frozen and all(torch.equal(a[k], b[k]) for k in frozen)
+    assert any("running_mean" in k for k in frozen)
+    assert any(not torch.equal(a[k], b[k]) for k in a if k.startswith("seg_head.") and a[k].is_floating_point())
