@@ -26,6 +26,7 @@ from mim_perception.core.config import load_config
 from mim_perception.core.errors import ConfigError
 from mim_perception.core.labels import LabelSpace
 from mim_perception.nets import build_model
+from mim_perception.nets.model import DetSegBase
 from mim_perception.nets.postprocess import decode
 from mim_perception.training import distributed as dist
 from mim_perception.training.augment import AugmentConfig, eval_transform, train_transform
@@ -103,6 +104,19 @@ def finetune(specs: list[str], out: Path, overrides: dict[str, Any], *, init: li
         dist.teardown(d)
 
 
+def _optimiser(net: DetSegBase, cfg: FinetuneConfig, labels: LabelSpace) -> tuple[torch.optim.Optimizer, tuple[str, ...]]:
+    """AdamW with the per-part lr scales; a part at scale 0 is frozen outright (no gradients; its batch-norm
+    statistics are kept by putting it in eval mode each epoch: the returned prefixes). Also applies seg_exclude."""
+    if cfg.seg_exclude:
+        net.loss_cfg = replace(net.loss_cfg, seg_exclude=tuple(labels.seg_index(c) for c in cfg.seg_exclude))
+    scales = {"backbone.": cfg.backbone_lr_scale, "neck.": cfg.detector_lr_scale, "det_head.": cfg.detector_lr_scale}
+    frozen = tuple(prefix for prefix, s in scales.items() if s == 0)
+    for name, p in net.named_parameters():
+        if name.startswith(frozen):
+            p.requires_grad_(False)
+    return torch.optim.AdamW(param_groups(net, cfg.weight_decay, scales), lr=cfg.lr), frozen
+
+
 def _finetune(specs: list[str], out: Path, overrides: dict[str, Any], init: list[str] | None, val_specs: list[str] | None,
               params_file: str | None, cache_dir: Path, d: dist.Dist) -> dict[str, Any]:
     train = load_config(TrainConfig, params_file, overrides, prefix="train.")
@@ -116,18 +130,10 @@ def _finetune(specs: list[str], out: Path, overrides: dict[str, Any], init: list
 
     net = build_model(train.arch, len(labels.detection), len(labels.segmentation)).to(device)
     init_log = apply_init(net, init or [], labels)   # MIM checkpoint: backbone only; ONNX / model: whole detector
-    if cfg.seg_exclude:
-        net.loss_cfg = replace(net.loss_cfg, seg_exclude=tuple(labels.seg_index(c) for c in cfg.seg_exclude))
     for line in init_log:
         if d.main:
             print(f"finetune: init {line}", flush=True)
-    scales = {"backbone.": cfg.backbone_lr_scale, "neck.": cfg.detector_lr_scale, "det_head.": cfg.detector_lr_scale}
-    # lr scale 0 freezes a part outright: no gradients computed, batch-norm statistics kept (eval mode below)
-    frozen = tuple(prefix for prefix, s in scales.items() if s == 0)
-    for name, p in net.named_parameters():
-        if name.startswith(frozen):
-            p.requires_grad_(False)
-    opt = torch.optim.AdamW(param_groups(net, cfg.weight_decay, scales), lr=cfg.lr)
+    opt, frozen = _optimiser(net, cfg, labels)
     ema = Ema(net, cfg.ema_decay) if cfg.ema_decay > 0 and d.main else None   # only rank 0 evaluates and saves
     total = cfg.epochs * (len(loader) // accum)
     if cfg.max_steps:
