@@ -31,7 +31,7 @@ from mim_perception.inference.adapters import prepare
 from mim_perception.inference.backends import BackendConfig, load_backend
 from mim_perception.inference.external import open_external
 from mim_perception.inference.manifest import load_manifest
-from mim_perception.training.metrics import SegMeter, evaluate_detections
+from mim_perception.training.metrics import SegMeter, credit_label_sets, evaluate_detections
 from mim_perception.training.real_sources import KITTI_CLASSES, CamVidSource, KittiSource
 
 EVAL_CLASSES = ("car", "pedestrian", "cyclist")                              # KITTI's evaluated classes
@@ -90,11 +90,7 @@ def score_camvid(segment: Callable[[np.ndarray], np.ndarray], source: CamVidSour
     sets = source.map.sets
     for i in range(len(source)):
         s = source[i]
-        pred = segment(s.image).astype(np.int64)
-        if sets is not None:
-            target = np.where(s.seg == 255, 0, s.seg)
-            pred = np.where(sets[target, pred] & (s.seg != 255), target, pred)
-        meter.update(pred, s.seg)
+        meter.update(credit_label_sets(segment(s.image).astype(np.int64), s.seg, sets), s.seg)
     iou = meter.compute()["per_class_IoU"]
     return {"IoU": {c: iou[c] for c in MIOU_CLASSES}, "mIoU": float(np.nanmean([iou[c] for c in MIOU_CLASSES])),
             "frames": len(source), "split": source.name}

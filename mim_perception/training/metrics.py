@@ -115,6 +115,15 @@ def evaluate_detections(predictions: Sequence[Prediction], ground_truths: Sequen
     return out
 
 
+def credit_label_sets(pred: np.ndarray, target: np.ndarray, sets: np.ndarray | None, ignore: int = IGNORE) -> np.ndarray:
+    """``pred`` with every pixel a dataset labels v (e.g. CamVid's road, which includes lane markings) and the model
+    calls a class of v's label set (``sets[v, c]``, training/label_maps.py) counted as v; unchanged without sets."""
+    if sets is None:
+        return pred
+    t = np.where(target == ignore, 0, target).astype(np.int64)
+    return np.where(sets[t, pred] & (target != ignore), t, pred)
+
+
 class SegMeter:
     """Confusion-matrix accumulator for semantic segmentation; pixels labelled ``ignore`` are not counted.
 

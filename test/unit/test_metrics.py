@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from mim_perception.core.errors import ConfigError
-from mim_perception.training.metrics import SegMeter, evaluate_detections
+from mim_perception.training.metrics import SegMeter, credit_label_sets, evaluate_detections
 
 NAMES = ("car", "pedestrian", "cone")
 
@@ -110,3 +110,12 @@ def test_seg_meter_predicted_absent_class_is_zero_and_bad_labels_raise() -> None
         m.update(np.array([[0]]), np.array([[7]]))
     with pytest.raises(ConfigError, match="shape"):
         m.update(np.zeros((2, 2)), np.zeros((2, 3)))
+
+
+def test_credit_label_sets_counts_a_set_member_as_the_dataset_label() -> None:
+    sets = np.eye(4, dtype=bool)
+    sets[0, 1] = True                                  # label 0 ("road") may truly be 1 ("lane_marking")
+    target = np.array([[0, 0, 2, 255]])
+    pred = np.array([[1, 2, 1, 1]])
+    assert credit_label_sets(pred, target, sets).tolist() == [[0, 2, 1, 1]]   # only the set member is credited
+    assert credit_label_sets(pred, target, None) is pred
