@@ -1,11 +1,6 @@
-"""Checkpoint -> verified model bundle (ONNX fp32 + int8, torch weights, references, manifest).
-
-1. ONNX (opset 18, dynamo exporter, static B=1 uint8 BGR input) of ``export_forward``; ``onnx.checker``.
-2. Parity: ONNX Runtime vs torch on real frames (max abs diff of scores/boxes/embeddings, seg agreement).
-3. int8: ORT static QDQ quantisation calibrated on frames; its speed-up and accuracy drop are recorded.
-4. Drift reference (pooled embeddings of validation frames) and, with ``--mim``, the OOD scorer (MIM decoder
-   with a fixed mask pattern, exported to ONNX, int8 unless --no-int8) and its reference errors.
-5. manifest.json with the sha256 of every file, labels, input contract, parity, metrics and the training record.
+"""Checkpoint -> verified model bundle (what `mim-perception export` runs; its --help lists the steps): ONNX export
+and parity, optional int8, drift / image-statistics / OOD references, and the signed manifest; plus rebuilding an
+existing bundle's drift reference (from frames or a node-sampled replay) and attaching an OOD scorer to it.
 """
 
 from __future__ import annotations
