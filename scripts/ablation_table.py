@@ -11,7 +11,9 @@ from pathlib import Path
 
 from mim_perception.evaluation.ablation import ablation_markdown, collect
 
-COMMAND = "scripts/ablate_real.sh DATA   (INITS=\"mim scratch coco\"; then python scripts/ablation_table.py WORK/ablation)"
+# ablate_real.sh ends by calling this script: its command is the one that reproduces the table
+COMMAND = 'INITS="mim coco scratch" scripts/ablate_real.sh DATA'
+
 
 
 def main(root: Path, out: Path) -> None:

@@ -75,4 +75,4 @@ def ablation_markdown(doc: dict[str, Any]) -> str:
     lines += ["", f"Each run: {steps} fine-tuning steps × 16 images on the same real data (CamVid masks, KITTI 0–59 "
               "boxes, pseudo-boxes), exported at 288×512, scored on KITTI 60–74 and CamVid test.", "",
               f"`{doc.get('command', '')}`"]
-    return "\n".join(lines)
+    return "\n".join(lines) + "\n"
