@@ -55,7 +55,7 @@ setup(
     zip_safe=True,
     maintainer="mim_perception maintainers",
     maintainer_email="mim-perception@example.com",
-    description="MIM-pretrained camera detection + segmentation, Kalman tracking and drift monitoring as ROS 2 nodes.",
+    description="Camera detection + segmentation (MIM pretraining tools), Kalman tracking and drift monitoring as ROS 2 nodes.",
     license="Apache-2.0",
     tests_require=["pytest"],
     entry_points={
