@@ -37,7 +37,8 @@ def test_running_nodes_match_the_documented_table(ros_context, probe, tiny_bundl
 
             want_out = {(topic(p), p.msgtype) for p in ports if p.direction == "out"}
             want_in = {(topic(p), p.msgtype) for p in ports if p.direction == "in"}
-            wait_for(lambda w=want_out, a=actual: a("out") >= w, 15, spin, f"{spec.name} publishers")
+            # publishers exist once bring_up returns; what can lag is DDS discovery (a CI run once took > 15 s)
+            wait_for(lambda w=want_out, a=actual: a("out") >= w, 40, spin, f"{spec.name} publishers {sorted(want_out)}")
             assert actual("out") == want_out, spec.name
             got_in = actual("in")
             # an image node takes exactly one of its two image inputs (raw or compressed, input.transport)
