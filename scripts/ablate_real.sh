@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # MIM ablation on real data, CPU only, resumable: fine-tune from the COCO weights with (`mim`) vs without (`coco`)
 # the MIM adaptation of scripts/train_real_model.sh — and, with INITS="mim coco scratch", from random weights —
-# at 10 % and 100 % of the real labels, seeds 0 and 1, a fixed number of steps (STEPS, default 300); each run
-# exported (fp32) and scored on the held-back frames (KITTI 60-74, CamVid test) with evaluate-real.
+# at 10 % and 100 % of the real labels, seeds 0 and 1, a fixed number of steps (STEPS; default: finetune.max_steps of
+# config/training_real.param.yaml); each run exported (fp32) and scored on the held-back frames (KITTI 60-74, CamVid
+# test) with evaluate-real.
 # Usage: [INITS="mim coco scratch"] [FRACS="0.1 1.0"] [SEEDS="0 1"] scripts/ablate_real.sh DATA [WORK]
 # (run train_real_model.sh first: it makes the pseudo-labels and MIM; finished runs are skipped, a stopped one resumes)
 set -euo pipefail
 DATA=$(cd "${1:?usage: scripts/ablate_real.sh DATA [WORK]}" && pwd)
 WORK=${2:-$HOME/.cache/mim_real}
-STEPS=${STEPS:-300}
+STEPS_SET=(); [ -n "${STEPS:-}" ] && STEPS_SET=(--set "finetune.max_steps=$STEPS")
 PY=${PY:-.venv/bin/python}
 M="$PY -m mim_perception.cli"
 P="--params-file config/training_real.param.yaml"
@@ -29,7 +30,7 @@ for frac in ${FRACS:-0.1 1.0}; do
       if [ ! -f "$run/summary.json" ]; then
         echo "[$(date -u +%H:%M:%S)] fine-tune $run"
         $M finetune $P "${LABELLED[@]}" "${VAL[@]}" "${INIT[@]}" --out "$run" --set finetune.label_fraction=$frac \
-          --set train.seed=$seed --set finetune.max_steps=$STEPS --set finetune.epochs=1000 --set finetune.eval_every=1000
+          --set train.seed=$seed "${STEPS_SET[@]}"
       fi
       if [ ! -f "$run/real.json" ]; then
         $M export --checkpoint "$run/best.pt" --out "$run/bundle" --data "camvid:$DATA/camvid:val" --frames 64 \

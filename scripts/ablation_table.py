@@ -15,7 +15,6 @@ from mim_perception.evaluation.ablation import ablation_markdown, collect
 COMMAND = 'INITS="mim coco scratch" scripts/ablate_real.sh DATA'
 
 
-
 def main(root: Path, out: Path) -> None:
     doc = collect(root, COMMAND)
     out.write_text(json.dumps(doc, indent=1) + "\n")
